@@ -1,0 +1,5 @@
+//! One file per subcommand.
+
+pub mod info;
+pub mod score;
+pub mod simulate;

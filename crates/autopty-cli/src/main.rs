@@ -1,0 +1,36 @@
+//! The `autopty` command-line program: argument parsing only; the work is in the library.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+/// Ptychography reconstruction with joint refinement of object, probe, positions and distance.
+#[derive(Parser)]
+#[command(name = "autopty", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Simulate a dataset (and its ground truth) from a preset.
+    Simulate(cmd::simulate::Args),
+    /// Describe a dataset: shape, geometry, Fresnel number, scan, photon counts, problems.
+    Info(cmd::info::Args),
+    /// Score a reconstruction against the ground truth.
+    Score(cmd::score::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Simulate(a) => cmd::simulate::run(a),
+        Command::Info(a) => cmd::info::run(a),
+        Command::Score(a) => cmd::score::run(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

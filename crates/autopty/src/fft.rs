@@ -1,0 +1,282 @@
+//! Batched, unitary 2-D FFTs of square N x N complex f32 frames.
+//!
+//! Conventions: frames are row-major `[row, col]`; both directions are scaled by 1/N so the
+//! transform is unitary (the inverse is the adjoint, Parseval holds). A 2-D transform is a pass
+//! of 1-D FFTs over the rows, a transpose, a second row pass and a transpose back. Plans are built
+//! once; each thread owns an [`FftWork`] (scratch + transpose buffer) so the hot path allocates
+//! nothing. "Centred" variants put zero frequency at `[N/2, N/2]` (the fftshift convention used
+//! for detector images); for even N this is done by a checkerboard sign flip of the input,
+//! which costs one multiply instead of a copy.
+
+use num_complex::Complex32;
+use rayon::prelude::*;
+use rustfft::{Fft, FftPlanner};
+use std::sync::Arc;
+
+/// Plans for unitary forward and inverse 2-D FFTs of one N x N size.
+#[derive(Clone)]
+pub struct Fft2 {
+    n: usize,
+    forward: Arc<dyn Fft<f32>>,
+    inverse: Arc<dyn Fft<f32>>,
+    scratch_len: usize,
+}
+
+/// Per-thread work buffers for [`Fft2`].
+pub struct FftWork {
+    scratch: Vec<Complex32>,
+    transposed: Vec<Complex32>,
+}
+
+impl std::fmt::Debug for Fft2 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Fft2({}x{})", self.n, self.n)
+    }
+}
+
+impl Fft2 {
+    /// Plans transforms of N x N frames.
+    pub fn new(n: usize) -> Self {
+        assert!(n > 0, "FFT size must be positive");
+        let mut planner = FftPlanner::<f32>::new();
+        let forward = planner.plan_fft_forward(n);
+        let inverse = planner.plan_fft_inverse(n);
+        let scratch_len = forward
+            .get_inplace_scratch_len()
+            .max(inverse.get_inplace_scratch_len());
+        Fft2 {
+            n,
+            forward,
+            inverse,
+            scratch_len,
+        }
+    }
+
+    /// Side length N of the frames.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Buffers one thread needs to run transforms.
+    pub fn work(&self) -> FftWork {
+        FftWork {
+            scratch: vec![Complex32::default(); self.scratch_len],
+            transposed: vec![Complex32::default(); self.n * self.n],
+        }
+    }
+
+    fn transform(&self, plan: &dyn Fft<f32>, frame: &mut [Complex32], work: &mut FftWork) {
+        let n = self.n;
+        assert_eq!(frame.len(), n * n, "frame must hold N*N values");
+        let scale = 1.0 / n as f32;
+        plan.process_with_scratch(frame, &mut work.scratch);
+        transpose::transpose(frame, &mut work.transposed, n, n);
+        plan.process_with_scratch(&mut work.transposed, &mut work.scratch);
+        transpose::transpose(&work.transposed, frame, n, n);
+        for v in frame.iter_mut() {
+            *v *= scale;
+        }
+    }
+
+    /// Unitary forward transform of one frame, in place (zero frequency at `[0, 0]`).
+    pub fn forward(&self, frame: &mut [Complex32], work: &mut FftWork) {
+        self.transform(self.forward.as_ref(), frame, work);
+    }
+
+    /// Unitary inverse transform of one frame, in place; the adjoint of [`Fft2::forward`].
+    pub fn inverse(&self, frame: &mut [Complex32], work: &mut FftWork) {
+        self.transform(self.inverse.as_ref(), frame, work);
+    }
+
+    /// Forward transform with zero frequency at `[N/2, N/2]` (= fftshift of [`Fft2::forward`]).
+    pub fn forward_centred(&self, frame: &mut [Complex32], work: &mut FftWork) {
+        if self.n % 2 == 0 {
+            checkerboard(frame, self.n);
+            self.forward(frame, work);
+        } else {
+            self.forward(frame, work);
+            fftshift(frame, self.n, work);
+        }
+    }
+
+    /// Inverse of [`Fft2::forward_centred`] and its adjoint: takes a centred spectrum.
+    pub fn inverse_centred(&self, frame: &mut [Complex32], work: &mut FftWork) {
+        if self.n % 2 == 0 {
+            self.inverse(frame, work);
+            checkerboard(frame, self.n);
+        } else {
+            ifftshift(frame, self.n, work);
+            self.inverse(frame, work);
+        }
+    }
+
+    /// Forward transforms of every frame of a contiguous batch, in parallel.
+    pub fn forward_batch(&self, frames: &mut [Complex32]) {
+        self.batch(frames, |f, w| self.forward(f, w));
+    }
+
+    /// Inverse transforms of every frame of a contiguous batch, in parallel.
+    pub fn inverse_batch(&self, frames: &mut [Complex32]) {
+        self.batch(frames, |f, w| self.inverse(f, w));
+    }
+
+    fn batch<F>(&self, frames: &mut [Complex32], op: F)
+    where
+        F: Fn(&mut [Complex32], &mut FftWork) + Sync,
+    {
+        let nn = self.n * self.n;
+        assert_eq!(frames.len() % nn, 0, "batch must hold whole N*N frames");
+        frames
+            .par_chunks_mut(nn)
+            .for_each_init(|| self.work(), |work, frame| op(frame, work));
+    }
+}
+
+/// Multiplies `frame[r, c]` by (-1)^(r + c); for even N this turns an FFT into a centred one.
+pub fn checkerboard(frame: &mut [Complex32], n: usize) {
+    for (r, row) in frame.chunks_exact_mut(n).enumerate() {
+        let start = 1 - r % 2;
+        for v in row.iter_mut().skip(start).step_by(2) {
+            *v = -*v;
+        }
+    }
+}
+
+fn roll(frame: &mut [Complex32], n: usize, shift: usize, work: &mut FftWork) {
+    let tmp = &mut work.transposed;
+    for r in 0..n {
+        for c in 0..n {
+            tmp[((r + shift) % n) * n + (c + shift) % n] = frame[r * n + c];
+        }
+    }
+    frame.copy_from_slice(tmp);
+}
+
+/// Moves zero frequency from `[0, 0]` to `[N/2, N/2]` (numpy's `fftshift`).
+pub fn fftshift(frame: &mut [Complex32], n: usize, work: &mut FftWork) {
+    roll(frame, n, n / 2, work);
+}
+
+/// Inverse of [`fftshift`] (numpy's `ifftshift`).
+pub fn ifftshift(frame: &mut [Complex32], n: usize, work: &mut FftWork) {
+    roll(frame, n, n - n / 2, work);
+}
+
+/// Signed frequency index of FFT bin `k` of an N-point transform (0, 1, ..., -1).
+pub fn freq_index(k: usize, n: usize) -> f64 {
+    if k < n.div_ceil(2) {
+        k as f64
+    } else {
+        k as f64 - n as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn random_frame(n: usize, seed: u64) -> Vec<Complex32> {
+        let mut s = seed;
+        (0..n * n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let a = ((s >> 33) as f32 / (1u64 << 31) as f32) - 0.5;
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let b = ((s >> 33) as f32 / (1u64 << 31) as f32) - 0.5;
+                Complex32::new(a, b)
+            })
+            .collect()
+    }
+
+    fn naive_dft(x: &[Complex32], n: usize) -> Vec<Complex32> {
+        let mut out = vec![Complex32::default(); n * n];
+        for ky in 0..n {
+            for kx in 0..n {
+                let mut acc = num_complex::Complex64::default();
+                for y in 0..n {
+                    for x_ in 0..n {
+                        let ph =
+                            -2.0 * std::f64::consts::PI * ((ky * y + kx * x_) as f64) / n as f64;
+                        let v = x[y * n + x_];
+                        acc += num_complex::Complex64::new(v.re as f64, v.im as f64)
+                            * num_complex::Complex64::from_polar(1.0, ph);
+                    }
+                }
+                out[ky * n + kx] =
+                    Complex32::new((acc.re / n as f64) as f32, (acc.im / n as f64) as f32);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn forward_matches_naive_unitary_dft() {
+        for n in [6, 7, 8] {
+            let fft = Fft2::new(n);
+            let x = random_frame(n, n as u64);
+            let mut y = x.clone();
+            fft.forward(&mut y, &mut fft.work());
+            let want = naive_dft(&x, n);
+            for (a, b) in y.iter().zip(&want) {
+                assert!((a - b).norm() < 1e-5, "n={n}: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn inverse_undoes_forward_and_parseval_holds() {
+        let n = 32;
+        let fft = Fft2::new(n);
+        let mut work = fft.work();
+        let x = random_frame(n, 3);
+        let mut y = x.clone();
+        fft.forward(&mut y, &mut work);
+        let ex: f64 = x.iter().map(|v| v.norm_sqr() as f64).sum();
+        let ey: f64 = y.iter().map(|v| v.norm_sqr() as f64).sum();
+        assert!((ex - ey).abs() / ex < 1e-5);
+        fft.inverse(&mut y, &mut work);
+        for (a, b) in x.iter().zip(&y) {
+            assert!((a - b).norm() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn centred_equals_shifted_for_even_and_odd() {
+        for n in [8, 9] {
+            let fft = Fft2::new(n);
+            let mut work = fft.work();
+            let x = random_frame(n, 11);
+            let mut a = x.clone();
+            fft.forward_centred(&mut a, &mut work);
+            let mut b = x.clone();
+            fft.forward(&mut b, &mut work);
+            fftshift(&mut b, n, &mut work);
+            for (p, q) in a.iter().zip(&b) {
+                assert!((p - q).norm() < 1e-5, "n={n}");
+            }
+            fft.inverse_centred(&mut a, &mut work);
+            for (p, q) in a.iter().zip(&x) {
+                assert!((p - q).norm() < 1e-5, "n={n}");
+            }
+        }
+    }
+
+    #[test]
+    fn batch_equals_single_frames() {
+        let n = 16;
+        let fft = Fft2::new(n);
+        let mut batch: Vec<Complex32> = (0..5).flat_map(|i| random_frame(n, i)).collect();
+        let orig = batch.clone();
+        fft.forward_batch(&mut batch);
+        let mut work = fft.work();
+        for (i, chunk) in orig.chunks(n * n).enumerate() {
+            let mut one = chunk.to_vec();
+            fft.forward(&mut one, &mut work);
+            assert_eq!(&one[..], &batch[i * n * n..(i + 1) * n * n]);
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Reconstruction quality metrics (filled in by the metrics work).

@@ -1,0 +1,475 @@
+//! Propagation from the exit wave (sample plane, N x N) to the detector field (N x N).
+//!
+//! - **Far field** (Fraunhofer): the detector field is the unitary, centred 2-D FFT of the exit
+//!   wave (zero frequency at `[N/2, N/2]`). The distance enters only through the sample pixel
+//!   size (see [`crate::geometry`]), so this propagator has no distance gradient.
+//! - **Near field** (angular spectrum): `Psi = crop(IFFT(H(z) * FFT(pad(psi))))` with the transfer
+//!   function `H = exp(i z (k_z - k))`, `k_z = k sqrt(1 - (lambda f_x)^2 - (lambda f_y)^2)`,
+//!   and the evanescent part (`k_z` imaginary) set to zero. The constant phase `exp(i k z)` is
+//!   dropped: it is a global phase that no intensity can see, and keeping it would cost all
+//!   precision in f32 (k z is ~1e9 rad for soft X-rays).
+//!
+//! **Padding rule.** The angular spectrum is periodic: light leaving the N x N window wraps around.
+//! The highest spatial frequency the grid holds, `1/(2 dx)`, travels at `sin(theta) = lambda/(2 dx)`
+//! and walks `s = lambda z / (2 dx^2)` pixels sideways over the distance z. The exit wave is
+//! zero-padded by `min(ceil(s), N/2)` pixels on each side, and the total rounded up to the next
+//! even size whose only prime factors are 2, 3 and 5 (fast FFTs). The detector records the central
+//! N x N window. The padded size is fixed when the propagator is built (from the starting
+//! distance); later distance changes only rebuild `H`.
+//!
+//! The adjoint of each propagator is exact (unitary FFTs, `crop^T = pad`), and the near-field
+//! adjoint also returns `dL/dz = Re <g, dPsi/dz>` using the spectrum cached by the forward pass,
+//! where `dPsi/dz = crop(IFFT(i (k_z - k) H FFT(pad(psi))))`.
+
+use crate::fft::{freq_index, Fft2, FftWork};
+use num_complex::{Complex32, Complex64};
+
+/// Padded FFT size for near-field propagation of an N x N field (see the module docs).
+pub fn near_field_padded_size(n: usize, wavelength: f64, distance: f64, pixel: f64) -> usize {
+    let spread = wavelength * distance.abs() / (2.0 * pixel * pixel);
+    let pad = (spread.ceil() as usize).min(n / 2);
+    next_fast_even(n + 2 * pad)
+}
+
+/// Smallest even integer >= `m` whose prime factors are only 2, 3 and 5.
+pub fn next_fast_even(m: usize) -> usize {
+    let mut c = m.max(2);
+    loop {
+        if c % 2 == 0 {
+            let mut r = c;
+            for p in [2, 3, 5] {
+                while r % p == 0 {
+                    r /= p;
+                }
+            }
+            if r == 1 {
+                return c;
+            }
+        }
+        c += 1;
+    }
+}
+
+/// Work buffers for one thread of a [`Propagator`].
+pub struct PropWork {
+    fft: FftWork,
+    buf: Vec<Complex32>,
+}
+
+/// Far- or near-field propagator for N x N frames.
+#[derive(Clone, Debug)]
+pub enum Propagator {
+    /// Centred unitary FFT.
+    Far(FarField),
+    /// Angular spectrum with padding.
+    Near(NearField),
+}
+
+/// Fraunhofer propagator.
+#[derive(Clone, Debug)]
+pub struct FarField {
+    fft: Fft2,
+}
+
+/// Angular-spectrum propagator for a plane wave over `distance` (the effective distance in a
+/// point-source geometry).
+#[derive(Clone, Debug)]
+pub struct NearField {
+    n: usize,
+    padded: usize,
+    fft: Fft2,
+    wavelength: f64,
+    pixel: f64,
+    distance: f64,
+    /// `k_z - k` per padded frequency bin (rad/m); NaN where evanescent.
+    kz_minus_k: Vec<f64>,
+    /// Transfer function `H` for the current distance (0 where evanescent).
+    transfer: Vec<Complex32>,
+}
+
+impl Propagator {
+    /// Far-field propagator for N x N frames.
+    pub fn far(n: usize) -> Self {
+        Propagator::Far(FarField { fft: Fft2::new(n) })
+    }
+
+    /// Near-field propagator with the automatic padding rule.
+    pub fn near(n: usize, wavelength: f64, distance: f64, pixel: f64) -> Self {
+        let padded = near_field_padded_size(n, wavelength, distance, pixel);
+        Self::near_padded(n, padded, wavelength, distance, pixel)
+    }
+
+    /// Near-field propagator with an explicit padded size (>= N).
+    pub fn near_padded(
+        n: usize,
+        padded: usize,
+        wavelength: f64,
+        distance: f64,
+        pixel: f64,
+    ) -> Self {
+        assert!(padded >= n, "padded size must be at least N");
+        let np = padded;
+        let mut kz_minus_k = vec![0.0; np * np];
+        let k = 2.0 * std::f64::consts::PI / wavelength;
+        let df = 1.0 / (np as f64 * pixel);
+        for r in 0..np {
+            let fy = freq_index(r, np) * df;
+            for c in 0..np {
+                let fx = freq_index(c, np) * df;
+                let arg = 1.0 - wavelength * wavelength * (fx * fx + fy * fy);
+                kz_minus_k[r * np + c] = if arg > 0.0 {
+                    // k (sqrt(arg) - 1) written to avoid cancellation at small angles.
+                    -k * (1.0 - arg) / (1.0 + arg.sqrt())
+                } else {
+                    f64::NAN
+                };
+            }
+        }
+        let mut near = NearField {
+            n,
+            padded,
+            fft: Fft2::new(np),
+            wavelength,
+            pixel,
+            distance,
+            kz_minus_k,
+            transfer: vec![Complex32::default(); np * np],
+        };
+        near.set_distance(distance);
+        Propagator::Near(near)
+    }
+
+    /// Frame side N.
+    pub fn n(&self) -> usize {
+        match self {
+            Propagator::Far(f) => f.fft.n(),
+            Propagator::Near(p) => p.n,
+        }
+    }
+
+    /// Length of the spectrum cache one frame needs between forward and adjoint (0 in far field).
+    pub fn cache_len(&self) -> usize {
+        match self {
+            Propagator::Far(_) => 0,
+            Propagator::Near(p) => p.padded * p.padded,
+        }
+    }
+
+    /// Work buffers for one thread.
+    pub fn work(&self) -> PropWork {
+        match self {
+            Propagator::Far(f) => PropWork {
+                fft: f.fft.work(),
+                buf: Vec::new(),
+            },
+            Propagator::Near(p) => PropWork {
+                fft: p.fft.work(),
+                buf: vec![Complex32::default(); p.padded * p.padded],
+            },
+        }
+    }
+
+    /// Changes the propagation distance (m); no-op in far field.
+    pub fn set_distance(&mut self, distance: f64) {
+        if let Propagator::Near(p) = self {
+            p.set_distance(distance);
+        }
+    }
+
+    /// Propagates `field` (N x N, overwritten by the detector field). In near field the padded
+    /// spectrum `FFT(pad(psi))` is stored in `cache` for the distance gradient.
+    pub fn forward(&self, field: &mut [Complex32], cache: &mut [Complex32], work: &mut PropWork) {
+        match self {
+            Propagator::Far(f) => f.fft.forward_centred(field, &mut work.fft),
+            Propagator::Near(p) => p.forward(field, cache, work),
+        }
+    }
+
+    /// Adjoint: maps a detector-field gradient (N x N, overwritten) back to the exit wave.
+    /// In near field, with the cache of the forward pass, returns `dL/dz` (per metre of the
+    /// propagation distance); far field returns 0.
+    pub fn adjoint(
+        &self,
+        grad: &mut [Complex32],
+        cache: Option<&[Complex32]>,
+        work: &mut PropWork,
+    ) -> f64 {
+        match self {
+            Propagator::Far(f) => {
+                f.fft.inverse_centred(grad, &mut work.fft);
+                0.0
+            }
+            Propagator::Near(p) => p.adjoint(grad, cache, work),
+        }
+    }
+}
+
+impl NearField {
+    /// Padded FFT size.
+    pub fn padded(&self) -> usize {
+        self.padded
+    }
+
+    /// Propagation distance (m).
+    pub fn distance(&self) -> f64 {
+        self.distance
+    }
+
+    /// Wavelength (m) and pixel (m) this propagator was built for.
+    pub fn wavelength_and_pixel(&self) -> (f64, f64) {
+        (self.wavelength, self.pixel)
+    }
+
+    fn set_distance(&mut self, distance: f64) {
+        self.distance = distance;
+        for (h, &d) in self.transfer.iter_mut().zip(&self.kz_minus_k) {
+            *h = if d.is_nan() {
+                Complex32::default()
+            } else {
+                let ph = d * distance;
+                Complex32::new(ph.cos() as f32, ph.sin() as f32)
+            };
+        }
+    }
+
+    fn offset(&self) -> usize {
+        (self.padded - self.n) / 2
+    }
+
+    fn pad(&self, src: &[Complex32], dst: &mut [Complex32]) {
+        let (n, np, o) = (self.n, self.padded, self.offset());
+        dst.fill(Complex32::default());
+        for r in 0..n {
+            dst[(r + o) * np + o..(r + o) * np + o + n].copy_from_slice(&src[r * n..(r + 1) * n]);
+        }
+    }
+
+    fn crop(&self, src: &[Complex32], dst: &mut [Complex32]) {
+        let (n, np, o) = (self.n, self.padded, self.offset());
+        for r in 0..n {
+            dst[r * n..(r + 1) * n].copy_from_slice(&src[(r + o) * np + o..(r + o) * np + o + n]);
+        }
+    }
+
+    fn forward(&self, field: &mut [Complex32], cache: &mut [Complex32], work: &mut PropWork) {
+        let buf = &mut work.buf;
+        self.pad(field, buf);
+        self.fft.forward(buf, &mut work.fft);
+        if !cache.is_empty() {
+            cache.copy_from_slice(buf);
+        }
+        for (b, h) in buf.iter_mut().zip(&self.transfer) {
+            *b *= h;
+        }
+        self.fft.inverse(buf, &mut work.fft);
+        self.crop(buf, field);
+    }
+
+    fn adjoint(
+        &self,
+        grad: &mut [Complex32],
+        cache: Option<&[Complex32]>,
+        work: &mut PropWork,
+    ) -> f64 {
+        let buf = &mut work.buf;
+        self.pad(grad, buf);
+        self.fft.forward(buf, &mut work.fft);
+        let mut dz = 0.0f64;
+        if let Some(spectrum) = cache {
+            // dL/dz = Re sum conj(G) * i (kz - k) H S, with G = FFT(pad(g)).
+            for ((g, s), (h, &d)) in buf
+                .iter()
+                .zip(spectrum)
+                .zip(self.transfer.iter().zip(&self.kz_minus_k))
+            {
+                if !d.is_nan() {
+                    let hs = Complex64::new(
+                        (h.re * s.re - h.im * s.im) as f64,
+                        (h.re * s.im + h.im * s.re) as f64,
+                    );
+                    // Re(conj(g) * i * d * hs) = d * (g.re * (-hs.im) ... ) expanded:
+                    dz += d * (-(g.re as f64) * hs.im + (g.im as f64) * hs.re);
+                }
+            }
+        }
+        for (b, h) in buf.iter_mut().zip(&self.transfer) {
+            *b *= h.conj();
+        }
+        self.fft.inverse(buf, &mut work.fft);
+        self.crop(buf, grad);
+        dz
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn random(n: usize, seed: u64) -> Vec<Complex32> {
+        let mut s = seed.wrapping_add(12345);
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let a = (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let b = (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+                Complex32::new(a, b)
+            })
+            .collect()
+    }
+
+    fn inner(a: &[Complex32], b: &[Complex32]) -> Complex64 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| {
+                let p = x.conj() * y;
+                Complex64::new(p.re as f64, p.im as f64)
+            })
+            .sum()
+    }
+
+    fn check_adjoint(p: &Propagator) {
+        let n = p.n();
+        let x = random(n * n, 1);
+        let y = random(n * n, 2);
+        let mut ax = x.clone();
+        let mut cache = vec![Complex32::default(); p.cache_len()];
+        let mut work = p.work();
+        p.forward(&mut ax, &mut cache, &mut work);
+        let mut ahy = y.clone();
+        p.adjoint(&mut ahy, None, &mut work);
+        let lhs = inner(&ax, &y);
+        let rhs = inner(&x, &ahy);
+        assert!((lhs - rhs).norm() / lhs.norm() < 1e-5, "{lhs} vs {rhs}");
+    }
+
+    #[test]
+    fn adjoint_identity_far_and_near() {
+        check_adjoint(&Propagator::far(32));
+        check_adjoint(&Propagator::near(32, 1e-9, 0.1, 1e-6));
+        check_adjoint(&Propagator::near_padded(30, 30, 1e-9, 0.05, 1e-6));
+    }
+
+    #[test]
+    fn far_field_is_unitary() {
+        let p = Propagator::far(64);
+        let x = random(64 * 64, 5);
+        let mut y = x.clone();
+        p.forward(&mut y, &mut [], &mut p.work());
+        let ex: f64 = x.iter().map(|v| v.norm_sqr() as f64).sum();
+        let ey: f64 = y.iter().map(|v| v.norm_sqr() as f64).sum();
+        assert!((ex - ey).abs() / ex < 1e-5);
+    }
+
+    #[test]
+    fn unpadded_near_field_is_unitary() {
+        // Without padding and with no evanescent waves the propagator is unitary.
+        let p = Propagator::near_padded(64, 64, 1e-9, 0.1, 1e-6);
+        let x = random(64 * 64, 6);
+        let mut y = x.clone();
+        let mut cache = vec![Complex32::default(); p.cache_len()];
+        p.forward(&mut y, &mut cache, &mut p.work());
+        let ex: f64 = x.iter().map(|v| v.norm_sqr() as f64).sum();
+        let ey: f64 = y.iter().map(|v| v.norm_sqr() as f64).sum();
+        assert!((ex - ey).abs() / ex < 1e-5);
+    }
+
+    #[test]
+    fn padding_rule() {
+        // spread = 1e-9 * 0.1 / (2e-12) = 50 px each side: 128 + 100 = 228 -> 240 = 2^4 3 5.
+        assert_eq!(near_field_padded_size(128, 1e-9, 0.1, 1e-6), 240);
+        // Capped at N/2 each side.
+        assert_eq!(near_field_padded_size(128, 1e-9, 10.0, 1e-6), 256);
+        assert_eq!(next_fast_even(7), 8);
+        assert_eq!(next_fast_even(14), 16);
+    }
+
+    #[test]
+    fn distance_gradient_matches_finite_difference() {
+        let n = 32;
+        let (lambda, dx, z) = (1e-9, 1e-6, 0.02);
+        let x = random(n * n, 9);
+        let target = random(n * n, 10);
+        // L(z) = sum |A(z) x - t|^2, gradient wrt field = 2 (A x - t).
+        let loss = |z: f64| {
+            let p = Propagator::near(n, lambda, z, dx);
+            let mut y = x.clone();
+            let mut cache = vec![Complex32::default(); p.cache_len()];
+            p.forward(&mut y, &mut cache, &mut p.work());
+            y.iter()
+                .zip(&target)
+                .map(|(a, b)| (a - b).norm_sqr() as f64)
+                .sum::<f64>()
+        };
+        let p = Propagator::near(n, lambda, z, dx);
+        let mut y = x.clone();
+        let mut cache = vec![Complex32::default(); p.cache_len()];
+        let mut work = p.work();
+        p.forward(&mut y, &mut cache, &mut work);
+        let mut g: Vec<Complex32> = y.iter().zip(&target).map(|(a, b)| (a - b) * 2.0).collect();
+        let dz = p.adjoint(&mut g, Some(&cache), &mut work);
+        let eps = 1e-4 * z;
+        let fd = (loss(z + eps) - loss(z - eps)) / (2.0 * eps);
+        assert!(
+            (dz - fd).abs() / fd.abs() < 1e-2,
+            "analytic {dz} vs finite difference {fd}"
+        );
+    }
+
+    #[test]
+    fn gaussian_beam_width_and_gouy_phase() {
+        // A Gaussian waist w0 propagated one Rayleigh length: width w0*sqrt(2), on-axis phase
+        // -atan(z/zR) = -pi/4 relative to a plane wave (whose phase the propagator drops).
+        let n = 256;
+        let (lambda, dx) = (1e-9, 0.5e-6);
+        let w0 = 8.0 * dx;
+        let z_r = std::f64::consts::PI * w0 * w0 / lambda;
+        let p = Propagator::near_padded(n, n, lambda, z_r, dx);
+        let c = n as f64 / 2.0;
+        let mut field: Vec<Complex32> = (0..n * n)
+            .map(|i| {
+                let (y, x) = ((i / n) as f64 - c, (i % n) as f64 - c);
+                let r2 = (x * x + y * y) * dx * dx;
+                Complex32::new((-r2 / (w0 * w0)).exp() as f32, 0.0)
+            })
+            .collect();
+        let mut cache = vec![Complex32::default(); p.cache_len()];
+        p.forward(&mut field, &mut cache, &mut p.work());
+        // Second moment: <r^2> = w^2 / 2 for intensity exp(-2 r^2 / w^2).
+        let (mut m0, mut m2) = (0.0, 0.0);
+        for (i, v) in field.iter().enumerate() {
+            let (y, x) = ((i / n) as f64 - c, (i % n) as f64 - c);
+            let w = v.norm_sqr() as f64;
+            m0 += w;
+            m2 += w * (x * x + y * y) * dx * dx;
+        }
+        let width = (2.0 * m2 / m0).sqrt();
+        let want = w0 * 2f64.sqrt();
+        assert!(
+            (width - want).abs() / want < 0.01,
+            "width {width} vs {want}"
+        );
+        let centre = field[(n / 2) * n + n / 2];
+        let phase = (centre.im as f64).atan2(centre.re as f64);
+        let gouy = -std::f64::consts::FRAC_PI_4;
+        assert!(
+            (phase - gouy).abs() < 0.01 * gouy.abs(),
+            "phase {phase} vs {gouy}"
+        );
+        // Curvature: phase at radius r relative to the axis is k r^2 / (2 R), R = z (1 + (zR/z)^2).
+        let r_px = 8usize;
+        let off = field[(n / 2) * n + n / 2 + r_px];
+        let dphase = ((off * centre.conj()).arg()) as f64;
+        let r = r_px as f64 * dx;
+        let radius = z_r * 2.0;
+        let want_d = 2.0 * std::f64::consts::PI / lambda * r * r / (2.0 * radius);
+        assert!(
+            (dphase - want_d).abs() < 0.01 * want_d,
+            "curvature {dphase} vs {want_d}"
+        );
+    }
+}

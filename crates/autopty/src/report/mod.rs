@@ -1,0 +1,1 @@
+//! Images and plots of results (filled in by the report work).

@@ -1,0 +1,1 @@
+//! Simulator of ptychography datasets (filled in by the simulator work).
