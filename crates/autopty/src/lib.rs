@@ -15,9 +15,11 @@ pub mod geometry;
 pub mod io;
 pub mod metrics;
 pub mod propagate;
+pub mod reconstruction;
 pub mod report;
 pub mod sim;
 
 pub use dataset::{Dataset, Truth};
 pub use error::{Error, Result};
 pub use geometry::{Geometry, Regime};
+pub use reconstruction::{EpochStats, Reconstruction};

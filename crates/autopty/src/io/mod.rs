@@ -1,3 +1,6 @@
 //! Input and output: file formats and their conventions live here and nowhere else.
 
 pub mod atomic;
+pub mod cxi;
+pub mod outputs;
+pub mod truth;
