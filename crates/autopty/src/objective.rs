@@ -1,0 +1,225 @@
+//! The data loss over a minibatch of scan positions and its exact gradient with respect to every
+//! parameter group, composed from the operators in [`crate::ops`]:
+//!
+//! ```text
+//! position p_j ─► sampler ─► O_patch ─► × P_m ─► psi_m ─► propagate ─► Psi_m ─► I = Σ|Psi_m|² ─► loss
+//! ```
+//!
+//! The backward pass runs the vjps in reverse. Positions of a batch are processed in parallel
+//! (one chunk per thread, each with its own propagation buffers); the gradient scatter onto the
+//! object and the probe is a short sequential pass. All buffers are allocated once.
+
+use crate::dataset::Dataset;
+use crate::model::{Gradients, Model};
+use crate::ops::loss::{loss_and_gradient, LossKind, Measured};
+use crate::ops::modes::{add_probe_gradient, exit_waves, patch_gradient};
+use crate::ops::sampler::{position_gradient, sample, scatter_add, Placement};
+use crate::propagate::{PropWork, Propagator};
+use ndarray::Array3;
+use num_complex::Complex32;
+use rayon::prelude::*;
+
+/// Per-position buffers.
+struct Slot {
+    j: usize,
+    placement: Placement,
+    clamped: bool,
+    patch: Vec<Complex32>,
+    fields: Vec<Complex32>,
+    cache: Vec<Complex32>,
+    g_patch: Vec<Complex32>,
+    loss: f64,
+    dz: f64,
+    dpos: [f64; 2],
+}
+
+/// Evaluates the loss of minibatches and its gradients.
+pub struct Objective {
+    kind: LossKind,
+    amplitude: Array3<f32>,
+    intensity: Array3<f32>,
+    mask: Vec<f32>,
+    propagator: Propagator,
+    slots: Vec<Slot>,
+    works: Vec<PropWork>,
+    /// Sum of the measured intensity over valid pixels and all patterns (normalises the loss).
+    total_measured: f64,
+}
+
+impl Objective {
+    /// Prepares the loss for `data` with batches of at most `max_batch` positions.
+    pub fn new(
+        data: &Dataset,
+        propagator: Propagator,
+        kind: LossKind,
+        modes: usize,
+        max_batch: usize,
+    ) -> Self {
+        let n = data.frame();
+        let nn = n * n;
+        let max_batch = max_batch.clamp(1, data.len().max(1));
+        let slots = (0..max_batch)
+            .map(|_| Slot {
+                j: 0,
+                placement: Placement {
+                    row: 0,
+                    col: 0,
+                    fy: 0.0,
+                    fx: 0.0,
+                },
+                clamped: false,
+                patch: vec![Complex32::default(); nn],
+                fields: vec![Complex32::default(); modes * nn],
+                cache: vec![Complex32::default(); modes * propagator.cache_len()],
+                g_patch: vec![Complex32::default(); nn],
+                loss: 0.0,
+                dz: 0.0,
+                dpos: [0.0; 2],
+            })
+            .collect();
+        let threads = rayon::current_num_threads().max(1);
+        let works = (0..threads).map(|_| propagator.work()).collect();
+        let mask: Vec<f32> = data
+            .mask
+            .iter()
+            .map(|&m| if m { 1.0 } else { 0.0 })
+            .collect();
+        let total_measured = data
+            .intensities
+            .outer_iter()
+            .map(|f| {
+                f.iter()
+                    .zip(&mask)
+                    .map(|(v, m)| (*v * m) as f64)
+                    .sum::<f64>()
+            })
+            .sum::<f64>()
+            .max(1e-30);
+        Objective {
+            kind,
+            amplitude: data.intensities.mapv(|v| v.max(0.0).sqrt()),
+            intensity: data.intensities.clone(),
+            mask,
+            propagator,
+            slots,
+            works,
+            total_measured,
+        }
+    }
+
+    /// Largest batch this objective holds buffers for.
+    pub fn max_batch(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Sum of measured photons over valid pixels; history losses are divided by it.
+    pub fn total_measured(&self) -> f64 {
+        self.total_measured
+    }
+
+    /// The propagator (its distance follows the model on every evaluation).
+    pub fn propagator(&self) -> &Propagator {
+        &self.propagator
+    }
+
+    /// Loss of the positions in `batch` (at most `max_batch`). With `grads`, also adds the
+    /// gradient of that loss to every group of `grads`.
+    pub fn evaluate(
+        &mut self,
+        model: &Model,
+        batch: &[usize],
+        grads: Option<&mut Gradients>,
+    ) -> f64 {
+        assert!(
+            batch.len() <= self.slots.len(),
+            "batch larger than the objective's buffers"
+        );
+        if let Propagator::Near(_) = self.propagator {
+            let z = model.propagation_distance();
+            self.propagator.set_distance(z);
+        }
+        let n = model.frame();
+        let nn = n * n;
+        let (h, w) = model.object.dim();
+        let with_grad = grads.is_some();
+        for (slot, &j) in self.slots.iter_mut().zip(batch) {
+            let [y, x] = model.position(j);
+            let (p, clamped) = Placement::new(y, x, n, h, w);
+            slot.j = j;
+            slot.placement = p;
+            slot.clamped = clamped;
+        }
+        let active = &mut self.slots[..batch.len()];
+        let chunk = active.len().div_ceil(self.works.len()).max(1);
+        let (prop, kind) = (&self.propagator, self.kind);
+        let (amplitude, intensity, mask) = (&self.amplitude, &self.intensity, &self.mask);
+        let probe = model.probe.as_slice().expect("contiguous probe");
+        let cache_len = prop.cache_len();
+        active
+            .par_chunks_mut(chunk)
+            .zip(self.works.par_iter_mut())
+            .for_each(|(slots, work)| {
+                for s in slots {
+                    sample(&model.object, s.placement, n, &mut s.patch);
+                    exit_waves(probe, &s.patch, &mut s.fields);
+                    for (k, f) in s.fields.chunks_exact_mut(nn).enumerate() {
+                        prop.forward(f, &mut s.cache[k * cache_len..(k + 1) * cache_len], work);
+                    }
+                    let data = Measured {
+                        amplitude: amplitude
+                            .index_axis(ndarray::Axis(0), s.j)
+                            .to_slice()
+                            .expect("contiguous"),
+                        intensity: intensity
+                            .index_axis(ndarray::Axis(0), s.j)
+                            .to_slice()
+                            .expect("contiguous"),
+                        mask,
+                    };
+                    s.loss = loss_and_gradient(kind, &mut s.fields, nn, data);
+                    if !with_grad {
+                        continue;
+                    }
+                    s.dz = 0.0;
+                    for (k, f) in s.fields.chunks_exact_mut(nn).enumerate() {
+                        let cache =
+                            (cache_len > 0).then(|| &s.cache[k * cache_len..(k + 1) * cache_len]);
+                        s.dz += prop.adjoint(f, cache, work);
+                    }
+                    // The probe gradient is reduced over the batch afterwards.
+                    patch_gradient(probe, &s.fields, &mut s.g_patch);
+                    s.dpos = if s.clamped {
+                        [0.0; 2]
+                    } else {
+                        position_gradient(&model.object, s.placement, n, &s.g_patch)
+                    };
+                }
+            });
+        let loss: f64 = active.iter().map(|s| s.loss).sum();
+        if let Some(g) = grads {
+            let g_probe = g.probe.as_slice_mut().expect("contiguous probe gradient");
+            let dz_factor = model.propagation_distance_derivative();
+            for s in active.iter() {
+                add_probe_gradient(&s.patch, &s.fields, g_probe);
+                scatter_add(&mut g.object, s.placement, n, &s.g_patch);
+                g.corrections[[s.j, 0]] += s.dpos[0];
+                g.corrections[[s.j, 1]] += s.dpos[1];
+                let dp = model.position_distance_derivative(s.j);
+                g.distance += s.dz * dz_factor + s.dpos[0] * dp[0] + s.dpos[1] * dp[1];
+            }
+        }
+        loss
+    }
+
+    /// Loss over all positions, without gradients.
+    pub fn total_loss(&mut self, model: &Model) -> f64 {
+        let j = model.len();
+        let b = self.max_batch();
+        let mut total = 0.0;
+        let idx: Vec<usize> = (0..j).collect();
+        for chunk in idx.chunks(b) {
+            total += self.evaluate(model, chunk, None);
+        }
+        total
+    }
+}

@@ -1,0 +1,9 @@
+//! Differentiable operators of the forward model, each with its forward map and its vjp
+//! (the adjoint applied to an output gradient). The propagators live in [`crate::propagate`].
+
+pub mod loss;
+pub mod modes;
+pub mod regularise;
+pub mod sampler;
+#[cfg(test)]
+pub(crate) mod testing;
