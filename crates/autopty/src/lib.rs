@@ -9,14 +9,17 @@
 //! boundaries.
 
 pub mod dataset;
+pub mod engines;
 pub mod error;
 pub mod fft;
 pub mod geometry;
 pub mod io;
+pub mod job;
 pub mod metrics;
 pub mod model;
 pub mod objective;
 pub mod ops;
+pub mod optim;
 pub mod probe;
 pub mod propagate;
 pub mod reconstruction;

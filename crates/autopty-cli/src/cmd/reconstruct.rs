@@ -1,0 +1,162 @@
+//! `autopty reconstruct`: run an engine on a dataset and write the outputs.
+
+use super::input::InputArgs;
+use anyhow::{bail, Context};
+use autopty::engines::{gradient, Control, Outcome};
+use autopty::io::outputs;
+use autopty::job::Job;
+use autopty::optim::OptimizerKind;
+use autopty::{Dataset, EpochStats};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+
+/// Arguments of `autopty reconstruct`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Output folder (created if missing).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// TOML job file with every setting (command-line flags override it).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Engine: adam (gradient engine with Adam) or sgd (plain gradient descent).
+    #[arg(long)]
+    pub engine: Option<String>,
+    /// Setup parameters to refine: any of positions,distance, or none.
+    #[arg(long, value_delimiter = ',')]
+    pub refine: Option<Vec<String>>,
+    /// Number of epochs.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Positions per minibatch.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Number of probe modes.
+    #[arg(long)]
+    pub modes: Option<usize>,
+    /// Seed of the minibatch shuffling.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// No progress bar.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// Overrides that the command line puts on top of a job file.
+#[derive(Default)]
+pub struct Overrides {
+    pub engine: Option<String>,
+    pub refine: Option<Vec<String>>,
+    pub epochs: Option<usize>,
+    pub batch: Option<usize>,
+    pub modes: Option<usize>,
+    pub seed: Option<u64>,
+}
+
+/// Applies command-line overrides to a job.
+pub fn apply(job: &mut Job, o: &Overrides) -> anyhow::Result<()> {
+    if let Some(e) = &o.engine {
+        job.engine = Some(e.clone());
+    }
+    if let Some(list) = &o.refine {
+        let (mut positions, mut distance) = (false, false);
+        for item in list {
+            match item.trim() {
+                "positions" => positions = true,
+                "distance" => distance = true,
+                "none" => {}
+                other => bail!("--refine: unknown parameter '{other}' (expected positions, distance or none)"),
+            }
+        }
+        job.gradient.positions.enabled = positions;
+        job.gradient.distance.enabled = distance;
+    }
+    if let Some(v) = o.epochs {
+        job.gradient.epochs = v;
+    }
+    if let Some(v) = o.batch {
+        job.gradient.batch = v;
+    }
+    if let Some(v) = o.modes {
+        job.model.modes = v;
+    }
+    if let Some(v) = o.seed {
+        job.gradient.seed = v;
+    }
+    match job.engine.as_deref().unwrap_or("adam") {
+        "adam" => job.gradient.optimizer = OptimizerKind::Adam,
+        "sgd" => job.gradient.optimizer = OptimizerKind::Sgd,
+        other => bail!("unknown engine '{other}' (expected adam or sgd)"),
+    }
+    job.gradient.validate()?;
+    Ok(())
+}
+
+/// Runs the job's engine on `data` with a progress bar, writes the outputs into `output`.
+pub fn run_job(data: &Dataset, job: &Job, output: &Path, quiet: bool) -> anyhow::Result<Outcome> {
+    let epochs = job.gradient.epochs as u64;
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(epochs)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] epoch {pos}/{len} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let mut on_epoch = |s: &EpochStats| {
+        bar.set_position(s.epoch as u64);
+        bar.set_message(format!(
+            "loss {:.4e}  distance {:.5} m  median correction {:.2} px",
+            s.loss, s.distance, s.median_correction
+        ));
+    };
+    let control = Control {
+        on_epoch: &mut on_epoch,
+        stop: None,
+    };
+    let outcome = gradient::run(data, &job.model, &job.gradient, control)?;
+    bar.finish();
+    outputs::write(output, &outcome.reconstruction, outcome.stopped_early.as_deref())
+        .with_context(|| format!("writing the outputs to {}", output.display()))?;
+    if let Some(why) = &outcome.stopped_early {
+        eprintln!("warning: the run stopped early: {why}");
+    }
+    Ok(outcome)
+}
+
+/// Runs the command.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let mut job = match &args.config {
+        Some(p) => Job::from_file(p)?,
+        None => Job::default(),
+    };
+    apply(
+        &mut job,
+        &Overrides {
+            engine: args.engine.clone(),
+            refine: args.refine.clone(),
+            epochs: args.epochs,
+            batch: args.batch,
+            modes: args.modes,
+            seed: args.seed,
+        },
+    )?;
+    let data = args.input.load()?;
+    let outcome = run_job(&data, &job, &args.output, args.quiet)?;
+    let rec = &outcome.reconstruction;
+    let last = rec.history.last();
+    println!(
+        "{} epochs in {:.1} s; final loss {:.4e}; distance {:.6} m (started at {:.6} m)",
+        rec.history.len(),
+        last.map_or(0.0, |s| s.seconds),
+        last.map_or(f64::NAN, |s| s.loss),
+        rec.geometry.refined_distance(),
+        data.geometry.refined_distance()
+    );
+    println!("outputs written to {}", args.output.display());
+    Ok(())
+}

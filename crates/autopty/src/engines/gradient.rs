@@ -1,0 +1,336 @@
+//! The gradient engine: joint refinement of the object, the probe modes, the scan position
+//! corrections and the distance by minibatch gradient descent (Adam by default) on the data loss
+//! plus regularisers, with the exact gradients of [`crate::objective`].
+//!
+//! Each parameter group has its own switch, learning rate and start epoch (frozen before). The
+//! learning rates are in natural units: object transmission per step; probe as a fraction of
+//! its starting RMS amplitude; positions in pixels; the distance as a fraction of its starting
+//! value (the optimiser works on `u = z / z0 - 1`).
+
+use crate::dataset::Dataset;
+use crate::engines::{Control, Outcome};
+use crate::error::{Error, Result};
+use crate::model::{Gradients, Model, ModelSettings};
+use crate::objective::Objective;
+use crate::ops::loss::LossKind;
+use crate::ops::regularise;
+use crate::optim::{Optimizer, OptimizerKind};
+use crate::probe;
+use crate::reconstruction::{EpochStats, Reconstruction};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// Settings of one parameter group.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupSettings {
+    /// Whether the group is refined at all.
+    pub enabled: bool,
+    /// Learning rate (units in the module docs).
+    pub lr: f64,
+    /// First epoch (from 1) in which the group moves.
+    pub start_epoch: usize,
+}
+
+impl Default for GroupSettings {
+    fn default() -> Self {
+        GroupSettings {
+            enabled: true,
+            lr: 0.01,
+            start_epoch: 1,
+        }
+    }
+}
+
+impl GroupSettings {
+    fn new(enabled: bool, lr: f64, start_epoch: usize) -> Self {
+        GroupSettings {
+            enabled,
+            lr,
+            start_epoch,
+        }
+    }
+
+    fn active(&self, epoch: usize) -> bool {
+        self.enabled && epoch >= self.start_epoch
+    }
+}
+
+/// Settings of the gradient engine.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GradientSettings {
+    /// Number of epochs (passes over all positions).
+    pub epochs: usize,
+    /// Positions per minibatch (1 to all).
+    pub batch: usize,
+    /// Seed of the minibatch shuffling.
+    pub seed: u64,
+    /// Update rule.
+    pub optimizer: OptimizerKind,
+    /// Data loss.
+    pub loss: LossKind,
+    /// Object group.
+    pub object: GroupSettings,
+    /// Probe group.
+    pub probe: GroupSettings,
+    /// Position corrections group.
+    pub positions: GroupSettings,
+    /// Distance group.
+    pub distance: GroupSettings,
+    /// Rotate the probe modes into their orthogonal basis every this many epochs (0 = never).
+    pub orthogonalise_every: usize,
+    /// Object modulus range `[min, max]` outside which a penalty applies.
+    pub object_modulus_range: [f32; 2],
+    /// Weight of the object modulus penalty (0 = off).
+    pub object_modulus_weight: f64,
+    /// Weight of the probe energy penalty (0 = off).
+    pub probe_energy_weight: f64,
+    /// Weight of the L1 penalty on position corrections (0 = off).
+    pub position_l1: f64,
+    /// Stop when an epoch's loss exceeds this multiple of the first epoch's (divergence).
+    pub divergence_factor: f64,
+}
+
+impl Default for GradientSettings {
+    fn default() -> Self {
+        GradientSettings {
+            epochs: 300,
+            batch: 5,
+            seed: 0,
+            optimizer: OptimizerKind::Adam,
+            loss: LossKind::Amplitude,
+            object: GroupSettings::new(true, 0.02, 1),
+            probe: GroupSettings::new(true, 0.02, 2),
+            positions: GroupSettings::new(true, 0.05, 5),
+            distance: GroupSettings::new(true, 2e-3, 5),
+            orthogonalise_every: 5,
+            object_modulus_range: [0.0, 1.0],
+            object_modulus_weight: 0.0,
+            probe_energy_weight: 0.0,
+            position_l1: 0.0,
+            divergence_factor: 100.0,
+        }
+    }
+}
+
+impl GradientSettings {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<()> {
+        if self.batch == 0 {
+            return Err(Error::invalid(
+                "batch",
+                "expected at least 1 position per minibatch",
+            ));
+        }
+        for (name, g) in [
+            ("object", &self.object),
+            ("probe", &self.probe),
+            ("positions", &self.positions),
+            ("distance", &self.distance),
+        ] {
+            if !(g.lr.is_finite() && g.lr >= 0.0) {
+                return Err(Error::invalid(
+                    format!("{name} learning rate"),
+                    format!("expected a finite non-negative number, got {}", g.lr),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs the gradient engine on `data` from the model built with `model_settings`.
+pub fn run(
+    data: &Dataset,
+    model_settings: &ModelSettings,
+    settings: &GradientSettings,
+    control: Control,
+) -> Result<Outcome> {
+    settings.validate()?;
+    let (model, propagator) = Model::initial(data, model_settings)?;
+    let objective = Objective::new(
+        data,
+        propagator,
+        settings.loss,
+        model_settings.modes,
+        settings.batch,
+    );
+    run_from(data, model, objective, settings, control)
+}
+
+/// Runs the gradient engine from a given model and objective.
+pub fn run_from(
+    data: &Dataset,
+    mut model: Model,
+    mut objective: Objective,
+    settings: &GradientSettings,
+    control: Control,
+) -> Result<Outcome> {
+    let start = Instant::now();
+    let j = model.len();
+    let n = model.frame();
+    let batch = settings.batch.min(j).max(1);
+    let width = model.object.ncols();
+    let mut grads = Gradients::zeros_like(&model);
+    let mut opt_object = Optimizer::new(settings.optimizer, 2 * model.object.len(), 1);
+    let mut opt_probe = Optimizer::new(settings.optimizer, 2 * model.probe.len(), 1);
+    let mut opt_positions = Optimizer::new(settings.optimizer, 2 * j, j);
+    let mut opt_distance = Optimizer::new(settings.optimizer, 1, 1);
+    let probe_rms =
+        (model.probe.iter().map(|v| v.norm_sqr() as f64).sum::<f64>() / (n * n) as f64).sqrt();
+    let energy_target = probe::measured_energy(data);
+    let z0 = model.distance;
+    let mut u = [0.0f64];
+    let mut rng = rand_pcg::Pcg64::seed_from_u64(settings.seed);
+    let mut order: Vec<usize> = (0..j).collect();
+    let mut history = Vec::with_capacity(settings.epochs);
+    let mut last_good = model.clone();
+    let mut first_loss = None;
+    let mut stopped_early = None;
+    let norm = objective.total_measured();
+
+    'epochs: for epoch in 1..=settings.epochs {
+        order.shuffle(&mut rng);
+        let mut epoch_loss = 0.0;
+        for chunk in order.chunks(batch) {
+            if control.should_stop() {
+                stopped_early = Some(format!("interrupted during epoch {epoch}"));
+                break 'epochs;
+            }
+            grads.probe.fill(Default::default());
+            grads.corrections.fill(0.0);
+            grads.distance = 0.0;
+            let loss = objective.evaluate(&model, chunk, Some(&mut grads));
+            if !loss.is_finite() {
+                stopped_early = Some(format!(
+                    "the loss became {loss} in epoch {epoch}; kept the state of epoch {}",
+                    epoch - 1
+                ));
+                model = last_good.clone();
+                break 'epochs;
+            }
+            epoch_loss += loss;
+            let scale = j as f64 / chunk.len() as f64;
+            // Regularisers (scaled to a minibatch's share of the data).
+            if settings.object_modulus_weight > 0.0 {
+                let [lo, hi] = settings.object_modulus_range;
+                regularise::object_modulus_range(
+                    &model.object,
+                    lo,
+                    hi,
+                    settings.object_modulus_weight / scale,
+                    &mut grads.object,
+                );
+            }
+            if settings.probe_energy_weight > 0.0 {
+                regularise::probe_energy(
+                    &model.probe,
+                    energy_target,
+                    settings.probe_energy_weight / scale,
+                    &mut grads.probe,
+                );
+            }
+            if settings.position_l1 > 0.0 {
+                regularise::position_l1(
+                    &model.corrections,
+                    settings.position_l1 / scale,
+                    &mut grads.corrections,
+                );
+            }
+            // Updates.
+            let windows: Vec<(usize, usize)> = chunk
+                .iter()
+                .map(|&k| {
+                    let [y, x] = model.position(k);
+                    (y.max(0.0) as usize, x.max(0.0) as usize)
+                })
+                .collect();
+            if settings.object.active(epoch) {
+                opt_object.step_complex_windows(
+                    model.object.as_slice_mut().expect("contiguous"),
+                    grads.object.as_slice_mut().expect("contiguous"),
+                    width,
+                    &windows,
+                    n + 2,
+                    settings.object.lr,
+                );
+            } else {
+                grads.object.fill(Default::default());
+            }
+            if settings.probe.active(epoch) {
+                opt_probe.step_complex(
+                    model.probe.as_slice_mut().expect("contiguous"),
+                    grads.probe.as_slice().expect("contiguous"),
+                    settings.probe.lr * probe_rms,
+                );
+            }
+            if settings.positions.active(epoch) {
+                opt_positions.step_rows(
+                    model.corrections.as_slice_mut().expect("contiguous"),
+                    grads.corrections.as_slice().expect("contiguous"),
+                    2,
+                    chunk,
+                    settings.positions.lr,
+                );
+            }
+            if settings.distance.active(epoch) {
+                opt_distance.step_rows(
+                    &mut u,
+                    &[grads.distance * z0],
+                    1,
+                    &[0],
+                    settings.distance.lr,
+                );
+                // Keep the distance positive.
+                u[0] = u[0].max(-0.9);
+                model.distance = z0 * (1.0 + u[0]);
+            }
+        }
+        if settings.object_modulus_weight > 0.0 {
+            // The penalty's gradient outside this epoch's windows was never stepped.
+            grads.object.fill(Default::default());
+        }
+        if settings.orthogonalise_every > 0 && epoch % settings.orthogonalise_every == 0 {
+            probe::orthogonalise(&mut model.probe);
+        }
+        let loss = epoch_loss / norm;
+        let diverged = first_loss.is_some_and(|f: f64| loss > f * settings.divergence_factor);
+        if !model.is_finite() || !loss.is_finite() || diverged {
+            stopped_early = Some(format!(
+                "diverged in epoch {epoch} (loss {loss:.3e}); kept the state of epoch {}",
+                epoch - 1
+            ));
+            model = last_good;
+            break;
+        }
+        first_loss.get_or_insert(loss);
+        let stats = EpochStats {
+            epoch,
+            loss,
+            distance: model.distance,
+            median_correction: model.median_correction(),
+            seconds: start.elapsed().as_secs_f64(),
+        };
+        (control.on_epoch)(&stats);
+        history.push(stats);
+        last_good.clone_from(&model);
+    }
+
+    let reconstruction = Reconstruction {
+        engine: "adam".into(),
+        positions: model.positions(),
+        nominal_positions: model.nominal_positions(),
+        geometry: model.geometry(),
+        object: model.object,
+        probe: model.probe,
+        history,
+        settings: serde_json::to_value(settings).unwrap_or_default(),
+    };
+    Ok(Outcome {
+        reconstruction,
+        stopped_early,
+    })
+}

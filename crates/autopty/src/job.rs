@@ -1,0 +1,66 @@
+//! A reconstruction job: every setting of a run, loadable from a TOML file.
+//!
+//! ```toml
+//! engine = "adam"          # adam | sgd (more engines: see `autopty reconstruct --help`)
+//! [model]
+//! modes = 1
+//! [gradient]
+//! epochs = 300
+//! batch = 5
+//! positions = { enabled = true, lr = 0.05, start_epoch = 5 }
+//! distance = { enabled = true, lr = 0.002, start_epoch = 5 }
+//! ```
+
+use crate::engines::gradient::GradientSettings;
+use crate::error::{Error, Result};
+use crate::model::ModelSettings;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Every setting of a reconstruction run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Job {
+    /// Engine name.
+    pub engine: Option<String>,
+    /// Model set-up shared by all engines.
+    pub model: ModelSettings,
+    /// Gradient engine settings.
+    pub gradient: GradientSettings,
+}
+
+impl Job {
+    /// Reads a job from a TOML file; errors name the file and the offending key.
+    pub fn from_file(path: &Path) -> Result<Job> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Job::from_toml(&text).map_err(|e| match e {
+            Error::Invalid { what, problem } => Error::field(path, what, problem),
+            other => other,
+        })
+    }
+
+    /// Parses a job from TOML text.
+    pub fn from_toml(text: &str) -> Result<Job> {
+        let job: Job = toml::from_str(text).map_err(|e| Error::invalid("TOML job", e.to_string()))?;
+        job.gradient.validate()?;
+        Ok(job)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_groups_and_rejects_unknown_keys() {
+        let job = Job::from_toml("[gradient]\nepochs = 7\npositions = { lr = 0.5, start_epoch = 3 }\n").unwrap();
+        assert_eq!(job.gradient.epochs, 7);
+        assert_eq!(job.gradient.positions.lr, 0.5);
+        assert_eq!(job.gradient.positions.start_epoch, 3);
+        assert!(job.gradient.positions.enabled);
+        let err = Job::from_toml("[gradient]\nepochs = 7\nlearning_rate = 1\n").unwrap_err();
+        assert!(err.to_string().contains("learning_rate"), "{err}");
+        let err = Job::from_toml("[gradient]\nbatch = 0\n").unwrap_err();
+        assert!(err.to_string().contains("batch"), "{err}");
+    }
+}
