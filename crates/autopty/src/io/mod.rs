@@ -2,5 +2,7 @@
 
 pub mod atomic;
 pub mod cxi;
+pub(crate) mod h5;
+pub mod npy;
 pub mod outputs;
 pub mod truth;
