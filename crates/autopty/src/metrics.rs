@@ -1,1 +1,0 @@
-//! Reconstruction quality metrics (filled in by the metrics work).
