@@ -20,6 +20,11 @@ enum Command {
     Info(cmd::info::Args),
     /// Score a reconstruction against the ground truth.
     Score(cmd::score::Args),
+    /// The main job: simulate the published protocol with wrong metadata, reconstruct with
+    /// refinement, score against the truth.
+    Demo(cmd::demo::Args),
+    /// Reconstruct a dataset: object, probe modes, positions and distance.
+    Reconstruct(cmd::reconstruct::Args),
 }
 
 fn main() {
@@ -28,6 +33,8 @@ fn main() {
         Command::Simulate(a) => cmd::simulate::run(a),
         Command::Info(a) => cmd::info::run(a),
         Command::Score(a) => cmd::score::run(a),
+        Command::Reconstruct(a) => cmd::reconstruct::run(a),
+        Command::Demo(a) => cmd::demo::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -90,7 +90,7 @@ impl Fft2 {
 
     /// Forward transform with zero frequency at `[N/2, N/2]` (= fftshift of [`Fft2::forward`]).
     pub fn forward_centred(&self, frame: &mut [Complex32], work: &mut FftWork) {
-        if self.n % 2 == 0 {
+        if self.n.is_multiple_of(2) {
             checkerboard(frame, self.n);
             self.forward(frame, work);
         } else {
@@ -101,7 +101,7 @@ impl Fft2 {
 
     /// Inverse of [`Fft2::forward_centred`] and its adjoint: takes a centred spectrum.
     pub fn inverse_centred(&self, frame: &mut [Complex32], work: &mut FftWork) {
-        if self.n % 2 == 0 {
+        if self.n.is_multiple_of(2) {
             self.inverse(frame, work);
             checkerboard(frame, self.n);
         } else {

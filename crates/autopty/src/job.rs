@@ -41,7 +41,8 @@ impl Job {
 
     /// Parses a job from TOML text.
     pub fn from_toml(text: &str) -> Result<Job> {
-        let job: Job = toml::from_str(text).map_err(|e| Error::invalid("TOML job", e.to_string()))?;
+        let job: Job =
+            toml::from_str(text).map_err(|e| Error::invalid("TOML job", e.to_string()))?;
         job.gradient.validate()?;
         Ok(job)
     }
@@ -53,7 +54,9 @@ mod tests {
 
     #[test]
     fn parses_groups_and_rejects_unknown_keys() {
-        let job = Job::from_toml("[gradient]\nepochs = 7\npositions = { lr = 0.5, start_epoch = 3 }\n").unwrap();
+        let job =
+            Job::from_toml("[gradient]\nepochs = 7\npositions = { lr = 0.5, start_epoch = 3 }\n")
+                .unwrap();
         assert_eq!(job.gradient.epochs, 7);
         assert_eq!(job.gradient.positions.lr, 0.5);
         assert_eq!(job.gradient.positions.start_epoch, 3);

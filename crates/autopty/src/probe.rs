@@ -193,7 +193,7 @@ pub fn orthogonalise(probe: &mut Array3<Complex32>) {
             for a in 0..m {
                 let v = vectors[a * m + col];
                 let p = flat[a * nn + i];
-                s += v * Complex64::new(p.re as f64, p.im as f64);
+                s += v.conj() * Complex64::new(p.re as f64, p.im as f64);
             }
             out[k * nn + i] = Complex32::new(s.re as f32, s.im as f32);
         }

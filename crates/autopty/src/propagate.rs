@@ -35,10 +35,10 @@ pub fn near_field_padded_size(n: usize, wavelength: f64, distance: f64, pixel: f
 pub fn next_fast_even(m: usize) -> usize {
     let mut c = m.max(2);
     loop {
-        if c % 2 == 0 {
+        if c.is_multiple_of(2) {
             let mut r = c;
             for p in [2, 3, 5] {
-                while r % p == 0 {
+                while r.is_multiple_of(p) {
                     r /= p;
                 }
             }

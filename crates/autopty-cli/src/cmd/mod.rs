@@ -1,6 +1,8 @@
 //! One file per subcommand.
 
+pub mod demo;
 pub mod info;
 pub mod input;
+pub mod reconstruct;
 pub mod score;
 pub mod simulate;

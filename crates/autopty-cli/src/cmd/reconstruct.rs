@@ -67,7 +67,9 @@ pub fn apply(job: &mut Job, o: &Overrides) -> anyhow::Result<()> {
                 "positions" => positions = true,
                 "distance" => distance = true,
                 "none" => {}
-                other => bail!("--refine: unknown parameter '{other}' (expected positions, distance or none)"),
+                other => bail!(
+                    "--refine: unknown parameter '{other}' (expected positions, distance or none)"
+                ),
             }
         }
         job.gradient.positions.enabled = positions;
@@ -120,8 +122,12 @@ pub fn run_job(data: &Dataset, job: &Job, output: &Path, quiet: bool) -> anyhow:
     };
     let outcome = gradient::run(data, &job.model, &job.gradient, control)?;
     bar.finish();
-    outputs::write(output, &outcome.reconstruction, outcome.stopped_early.as_deref())
-        .with_context(|| format!("writing the outputs to {}", output.display()))?;
+    outputs::write(
+        output,
+        &outcome.reconstruction,
+        outcome.stopped_early.as_deref(),
+    )
+    .with_context(|| format!("writing the outputs to {}", output.display()))?;
     if let Some(why) = &outcome.stopped_early {
         eprintln!("warning: the run stopped early: {why}");
     }

@@ -38,7 +38,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Writes `dir/score.json` atomically and returns the JSON text.
-fn write_score(dir: &Path, result: &Score) -> anyhow::Result<String> {
+pub fn write_score(dir: &Path, result: &Score) -> anyhow::Result<String> {
     let json = serde_json::to_string_pretty(result)?;
     let path = dir.join("score.json");
     autopty::io::atomic::write_bytes_atomic(&path, format!("{json}\n").as_bytes())?;

@@ -73,7 +73,10 @@ pub fn write(dir: &Path, rec: &Reconstruction, stopped_early: Option<&str>) -> R
     npy::write_complex2(&dir.join("object.npy"), &rec.object)?;
     npy::write_complex3(&dir.join("probe.npy"), &rec.probe)?;
     write_bytes_atomic(&dir.join("positions.csv"), positions_csv(rec).as_bytes())?;
-    write_bytes_atomic(&dir.join("history.csv"), history_csv(&rec.history).as_bytes())?;
+    write_bytes_atomic(
+        &dir.join("history.csv"),
+        history_csv(&rec.history).as_bytes(),
+    )?;
     let summary = serde_json::to_string_pretty(&Summary::of(rec, stopped_early))
         .map_err(|e| Error::invalid("summary", e.to_string()))?;
     write_bytes_atomic(&dir.join("summary.json"), summary.as_bytes())?;
@@ -87,29 +90,48 @@ pub fn write_images(dir: &Path, rec: &Reconstruction) -> Result<()> {
     for (k, mode) in rec.probe.outer_iter().enumerate() {
         save_complex_png(&dir.join(format!("probe_mode_{k}.png")), &mode.to_owned())?;
     }
-    let curve = |title: &str, y_label: &str, log_y: bool, f: &dyn Fn(&EpochStats) -> f64| LinePlot {
-        title: title.into(),
-        x_label: "epoch".into(),
-        y_label: y_label.into(),
-        series: vec![Series {
-            name: rec.engine.clone(),
-            points: rec.history.iter().map(|s| (s.epoch as f64, f(s))).collect(),
-        }],
-        log_y,
-        hline: None,
-    };
-    save_line_plot(&dir.join("loss.png"), &curve("Loss", "loss / measured photons", true, &|s| s.loss))?;
-    save_line_plot(&dir.join("distance.png"), &curve("Refined distance", "distance (mm)", false, &|s| s.distance * 1e3))?;
+    let curve =
+        |title: &str, y_label: &str, log_y: bool, f: &dyn Fn(&EpochStats) -> f64| LinePlot {
+            title: title.into(),
+            x_label: "epoch".into(),
+            y_label: y_label.into(),
+            series: vec![Series {
+                name: rec.engine.clone(),
+                points: rec.history.iter().map(|s| (s.epoch as f64, f(s))).collect(),
+            }],
+            log_y,
+            hline: None,
+        };
+    save_line_plot(
+        &dir.join("loss.png"),
+        &curve("Loss", "loss / measured photons", true, &|s| s.loss),
+    )?;
+    save_line_plot(
+        &dir.join("distance.png"),
+        &curve("Refined distance", "distance (mm)", false, &|s| {
+            s.distance * 1e3
+        }),
+    )?;
     save_line_plot(
         &dir.join("position_correction.png"),
-        &curve("Position correction", "median |correction| (px)", false, &|s| s.median_correction),
+        &curve(
+            "Position correction",
+            "median |correction| (px)",
+            false,
+            &|s| s.median_correction,
+        ),
     )
 }
 
 fn positions_csv(rec: &Reconstruction) -> String {
     let dx = rec.geometry.sample_pixel();
     let mut s = String::from("index,row_px,col_px,y_m,x_m,nominal_row_px,nominal_col_px,correction_row_px,correction_col_px\n");
-    for (j, (p, q)) in rec.positions.outer_iter().zip(rec.nominal_positions.outer_iter()).enumerate() {
+    for (j, (p, q)) in rec
+        .positions
+        .outer_iter()
+        .zip(rec.nominal_positions.outer_iter())
+        .enumerate()
+    {
         let _ = writeln!(
             s,
             "{j},{},{},{:e},{:e},{},{},{},{}",
@@ -129,7 +151,11 @@ fn positions_csv(rec: &Reconstruction) -> String {
 fn history_csv(history: &[EpochStats]) -> String {
     let mut s = String::from("epoch,loss,distance_m,median_correction_px,seconds\n");
     for h in history {
-        let _ = writeln!(s, "{},{:e},{:e},{},{}", h.epoch, h.loss, h.distance, h.median_correction, h.seconds);
+        let _ = writeln!(
+            s,
+            "{},{:e},{:e},{},{}",
+            h.epoch, h.loss, h.distance, h.median_correction, h.seconds
+        );
     }
     s
 }
@@ -146,7 +172,8 @@ fn read_csv(path: &Path, columns: usize) -> Result<Vec<Vec<f64>>> {
         if line.trim().is_empty() {
             continue;
         }
-        let row: std::result::Result<Vec<f64>, _> = line.split(',').map(|v| v.trim().parse::<f64>()).collect();
+        let row: std::result::Result<Vec<f64>, _> =
+            line.split(',').map(|v| v.trim().parse::<f64>()).collect();
         match row {
             Ok(r) if r.len() == columns => rows.push(r),
             _ => {
@@ -164,8 +191,13 @@ fn read_csv(path: &Path, columns: usize) -> Result<Vec<Vec<f64>>> {
 /// Reads a reconstruction back from an output folder.
 pub fn read(dir: &Path) -> Result<Reconstruction> {
     let summary_path = dir.join("summary.json");
-    let summary: Summary = serde_json::from_str(&read_text(&summary_path)?)
-        .map_err(|e| Error::field(&summary_path, "summary", format!("expected autopty's summary JSON: {e}")))?;
+    let summary: Summary = serde_json::from_str(&read_text(&summary_path)?).map_err(|e| {
+        Error::field(
+            &summary_path,
+            "summary",
+            format!("expected autopty's summary JSON: {e}"),
+        )
+    })?;
     let object = npy::read_complex2(&dir.join("object.npy"))?;
     let probe = npy::read_complex3(&dir.join("probe.npy"))?;
     let rows = read_csv(&dir.join("positions.csv"), 9)?;
