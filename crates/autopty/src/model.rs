@@ -35,6 +35,23 @@ pub struct ModelSettings {
     pub aperture_radius: Option<f64>,
     /// Near-field padded FFT size; `None` = the automatic rule of [`crate::propagate`].
     pub padded_size: Option<usize>,
+    /// How sub-pixel positions are modelled.
+    pub subpixel: Subpixel,
+}
+
+/// How the model sees the object at a sub-pixel position.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Subpixel {
+    /// Exact: the object is read at the nearest integer corner and the exit wave is moved by the
+    /// remaining fraction with Fourier phase ramps ([`crate::ops::shift`]). No interpolation
+    /// blur, one extra N x N FFT per mode and position each way.
+    #[default]
+    Fourier,
+    /// The bilinear spatial transformer ([`crate::ops::sampler`]): cheapest, but the
+    /// interpolation blurs the object by a position-dependent amount, which limits how well
+    /// data with sub-pixel positions can be fitted.
+    Bilinear,
 }
 
 /// Initial guess of the first probe mode.
@@ -56,6 +73,7 @@ impl Default for ModelSettings {
             probe_init: ProbeInit::MeanPattern,
             aperture_radius: None,
             padded_size: None,
+            subpixel: Subpixel::Fourier,
         }
     }
 }

@@ -5,15 +5,21 @@
 //! position p_j ─► sampler ─► O_patch ─► × P_m ─► psi_m ─► propagate ─► Psi_m ─► I = Σ|Psi_m|² ─► loss
 //! ```
 //!
+//! With the exact sub-pixel model ([`Subpixel::Fourier`]) the sampler reads the object at the
+//! nearest integer corner and the remaining fraction `s` moves the probe (`P_m(r - s)`, by
+//! [`crate::ops::shift`]) and the propagated exit wave back (a ramp in the propagator).
+//!
 //! The backward pass runs the vjps in reverse. Positions of a batch are processed in parallel
 //! (one chunk per thread, each with its own propagation buffers); the gradient scatter onto the
 //! object and the probe is a short sequential pass. All buffers are allocated once.
 
 use crate::dataset::Dataset;
-use crate::model::{Gradients, Model};
+use crate::fft::FftWork;
+use crate::model::{Gradients, Model, Subpixel};
 use crate::ops::loss::{loss_and_gradient, LossKind, Measured};
 use crate::ops::modes::{add_probe_gradient, exit_waves, patch_gradient};
 use crate::ops::sampler::{position_gradient, sample, scatter_add, Placement};
+use crate::ops::shift::FourierShift;
 use crate::propagate::{PropWork, Propagator};
 use ndarray::Array3;
 use num_complex::Complex32;
@@ -24,7 +30,15 @@ struct Slot {
     j: usize,
     placement: Placement,
     clamped: bool,
+    /// Sub-pixel remainder moved by Fourier shifts (zero with the bilinear sampler).
+    shift: [f64; 2],
     patch: Vec<Complex32>,
+    /// The probe modes moved by `shift` (Fourier sampler only).
+    probe: Vec<Complex32>,
+    /// Gradient of the moved probe (Fourier sampler only; overwritten by its spectrum).
+    probe_grad: Vec<Complex32>,
+    /// Spectrum of this position's probe gradient (Fourier sampler only).
+    probe_grad_spectrum: Vec<Complex32>,
     fields: Vec<Complex32>,
     cache: Vec<Complex32>,
     g_patch: Vec<Complex32>,
@@ -40,8 +54,12 @@ pub struct Objective {
     intensity: Array3<f32>,
     mask: Vec<f32>,
     propagator: Propagator,
+    subpixel: Subpixel,
+    shifter: FourierShift,
+    /// Spectra of the probe modes (Fourier sampler).
+    probe_spectrum: Vec<Complex32>,
     slots: Vec<Slot>,
-    works: Vec<PropWork>,
+    works: Vec<(PropWork, FftWork)>,
     /// Sum of the measured intensity over valid pixels and all patterns (normalises the loss).
     total_measured: f64,
 }
@@ -52,6 +70,7 @@ impl Objective {
         data: &Dataset,
         propagator: Propagator,
         kind: LossKind,
+        subpixel: Subpixel,
         modes: usize,
         max_batch: usize,
     ) -> Self {
@@ -68,7 +87,11 @@ impl Objective {
                     fx: 0.0,
                 },
                 clamped: false,
+                shift: [0.0; 2],
                 patch: vec![Complex32::default(); nn],
+                probe: vec![Complex32::default(); modes * nn],
+                probe_grad: vec![Complex32::default(); modes * nn],
+                probe_grad_spectrum: vec![Complex32::default(); modes * nn],
                 fields: vec![Complex32::default(); modes * nn],
                 cache: vec![Complex32::default(); modes * propagator.cache_len()],
                 g_patch: vec![Complex32::default(); nn],
@@ -78,7 +101,8 @@ impl Objective {
             })
             .collect();
         let threads = rayon::current_num_threads().max(1);
-        let works = (0..threads).map(|_| propagator.work()).collect();
+        let shifter = FourierShift::new(n);
+        let works = (0..threads).map(|_| (propagator.work(), shifter.work())).collect();
         let mask: Vec<f32> = data
             .mask
             .iter()
@@ -101,6 +125,9 @@ impl Objective {
             intensity: data.intensities.clone(),
             mask,
             propagator,
+            subpixel,
+            shifter,
+            probe_spectrum: vec![Complex32::default(); modes * nn],
             slots,
             works,
             total_measured,
@@ -142,28 +169,54 @@ impl Objective {
         let nn = n * n;
         let (h, w) = model.object.dim();
         let with_grad = grads.is_some();
+        let fourier = self.subpixel == Subpixel::Fourier;
         for (slot, &j) in self.slots.iter_mut().zip(batch) {
             let [y, x] = model.position(j);
-            let (p, clamped) = Placement::new(y, x, n, h, w);
+            let (p, shift, clamped) = if fourier {
+                Placement::nearest(y, x, n, h, w)
+            } else {
+                let (p, clamped) = Placement::new(y, x, n, h, w);
+                (p, [0.0; 2], clamped)
+            };
             slot.j = j;
             slot.placement = p;
+            slot.shift = shift;
             slot.clamped = clamped;
+        }
+        if fourier {
+            let work = &mut self.works[0].1;
+            self.probe_spectrum
+                .copy_from_slice(model.probe.as_slice().expect("contiguous probe"));
+            for spec in self.probe_spectrum.chunks_exact_mut(nn) {
+                self.shifter.spectrum(spec, work);
+            }
         }
         let active = &mut self.slots[..batch.len()];
         let chunk = active.len().div_ceil(self.works.len()).max(1);
         let (prop, kind) = (&self.propagator, self.kind);
         let (amplitude, intensity, mask) = (&self.amplitude, &self.intensity, &self.mask);
-        let probe = model.probe.as_slice().expect("contiguous probe");
+        let model_probe = model.probe.as_slice().expect("contiguous probe");
+        let (shifter, probe_spectrum) = (&self.shifter, &self.probe_spectrum);
         let cache_len = prop.cache_len();
         active
             .par_chunks_mut(chunk)
             .zip(self.works.par_iter_mut())
-            .for_each(|(slots, work)| {
+            .for_each(|(slots, (work, shift_work))| {
                 for s in slots {
                     sample(&model.object, s.placement, n, &mut s.patch);
+                    let ramp = shifter.ramp(s.shift);
+                    let probe: &[Complex32] = if fourier {
+                        for (out, spec) in s.probe.chunks_exact_mut(nn).zip(probe_spectrum.chunks_exact(nn)) {
+                            shifter.shift(spec, &ramp, out, shift_work);
+                        }
+                        &s.probe
+                    } else {
+                        model_probe
+                    };
                     exit_waves(probe, &s.patch, &mut s.fields);
                     for (k, f) in s.fields.chunks_exact_mut(nn).enumerate() {
-                        prop.forward(f, &mut s.cache[k * cache_len..(k + 1) * cache_len], work);
+                        let cache = &mut s.cache[k * cache_len..(k + 1) * cache_len];
+                        prop.forward_moved(f, cache, s.shift, work);
                     }
                     let data = Measured {
                         amplitude: amplitude
@@ -181,15 +234,37 @@ impl Objective {
                         continue;
                     }
                     s.dz = 0.0;
+                    let mut ds = [0.0; 2];
                     for (k, f) in s.fields.chunks_exact_mut(nn).enumerate() {
                         let cache =
                             (cache_len > 0).then(|| &s.cache[k * cache_len..(k + 1) * cache_len]);
-                        s.dz += prop.adjoint(f, cache, work);
+                        let extras = prop.adjoint_moved(f, cache, s.shift, work);
+                        s.dz += extras.dz;
+                        ds[0] += extras.ds[0];
+                        ds[1] += extras.ds[1];
                     }
-                    // The probe gradient is reduced over the batch afterwards.
                     patch_gradient(probe, &s.fields, &mut s.g_patch);
+                    if fourier {
+                        // Gradient of the moved probe, then back through the move: its spectrum
+                        // is reduced over the batch afterwards; dL/ds joins the propagator's.
+                        s.probe_grad.fill(Complex32::default());
+                        add_probe_gradient(&s.patch, &s.fields, &mut s.probe_grad);
+                        s.probe_grad_spectrum.fill(Complex32::default());
+                        for ((g, spec), acc) in s
+                            .probe_grad
+                            .chunks_exact_mut(nn)
+                            .zip(probe_spectrum.chunks_exact(nn))
+                            .zip(s.probe_grad_spectrum.chunks_exact_mut(nn))
+                        {
+                            let d = shifter.shift_vjp(g, spec, &ramp, acc, shift_work);
+                            ds[0] += d[0];
+                            ds[1] += d[1];
+                        }
+                    }
                     s.dpos = if s.clamped {
                         [0.0; 2]
+                    } else if fourier {
+                        ds
                     } else {
                         position_gradient(&model.object, s.placement, n, &s.g_patch)
                     };
@@ -199,8 +274,27 @@ impl Objective {
         if let Some(g) = grads {
             let g_probe = g.probe.as_slice_mut().expect("contiguous probe gradient");
             let dz_factor = model.propagation_distance_derivative();
+            if fourier {
+                // Sum the probe-gradient spectra of the batch, then one inverse FFT per mode.
+                let spectrum = &mut self.probe_spectrum;
+                spectrum.fill(Complex32::default());
+                for s in active.iter() {
+                    for (a, b) in spectrum.iter_mut().zip(&s.probe_grad_spectrum) {
+                        *a += b;
+                    }
+                }
+                let work = &mut self.works[0].1;
+                for (spec, gp) in spectrum.chunks_exact_mut(nn).zip(g_probe.chunks_exact_mut(nn)) {
+                    self.shifter.finish(spec, work);
+                    for (a, b) in gp.iter_mut().zip(spec.iter()) {
+                        *a += b;
+                    }
+                }
+            }
             for s in active.iter() {
-                add_probe_gradient(&s.patch, &s.fields, g_probe);
+                if !fourier {
+                    add_probe_gradient(&s.patch, &s.fields, g_probe);
+                }
                 scatter_add(&mut g.object, s.placement, n, &s.g_patch);
                 g.corrections[[s.j, 0]] += s.dpos[0];
                 g.corrections[[s.j, 1]] += s.dpos[1];

@@ -12,22 +12,28 @@
 //! **Padding rule.** The angular spectrum is periodic: light leaving the N x N window wraps around.
 //! The highest spatial frequency the grid holds, `1/(2 dx)`, travels at `sin(theta) = lambda/(2 dx)`
 //! and walks `s = lambda z / (2 dx^2)` pixels sideways over the distance z. The exit wave is
-//! zero-padded by `min(ceil(s), N/2)` pixels on each side, and the total rounded up to the next
+//! zero-padded by `min(ceil(s), N)` pixels on each side, and the total rounded up to the next
 //! even size whose only prime factors are 2, 3 and 5 (fast FFTs). The detector records the central
 //! N x N window. The padded size is fixed when the propagator is built (from the starting
 //! distance); later distance changes only rebuild `H`.
+//!
+//! **Moved exit waves.** Sub-pixel scan positions are modelled by moving the exit wave (see
+//! [`crate::ops::shift`]): a near-field propagation of the exit wave moved by `-s` pixels is
+//! `crop(IFFT(H exp(2 pi i f.s) FFT(pad(psi))))`, so the move costs one phase ramp in the
+//! transfer function, and its gradient `dL/ds` comes out of the adjoint like `dL/dz`. In far field
+//! a moved exit wave only adds a phase ramp to the detector field, which no intensity sees.
 //!
 //! The adjoint of each propagator is exact (unitary FFTs, `crop^T = pad`), and the near-field
 //! adjoint also returns `dL/dz = Re <g, dPsi/dz>` using the spectrum cached by the forward pass,
 //! where `dPsi/dz = crop(IFFT(i (k_z - k) H FFT(pad(psi))))`.
 
 use crate::fft::{freq_index, Fft2, FftWork};
-use num_complex::{Complex32, Complex64};
+use num_complex::Complex32;
 
 /// Padded FFT size for near-field propagation of an N x N field (see the module docs).
 pub fn near_field_padded_size(n: usize, wavelength: f64, distance: f64, pixel: f64) -> usize {
     let spread = wavelength * distance.abs() / (2.0 * pixel * pixel);
-    let pad = (spread.ceil() as usize).min(n / 2);
+    let pad = (spread.ceil() as usize).min(n);
     next_fast_even(n + 2 * pad)
 }
 
@@ -54,6 +60,7 @@ pub fn next_fast_even(m: usize) -> usize {
 pub struct PropWork {
     fft: FftWork,
     buf: Vec<Complex32>,
+    ramps: (Vec<Complex32>, Vec<Complex32>),
 }
 
 /// Far- or near-field propagator for N x N frames.
@@ -85,6 +92,17 @@ pub struct NearField {
     kz_minus_k: Vec<f64>,
     /// Transfer function `H` for the current distance (0 where evanescent).
     transfer: Vec<Complex32>,
+    /// Signed frequency (cycles per pixel) of each padded FFT bin along one axis.
+    freq: Vec<f64>,
+}
+
+/// Gradients that the near-field adjoint gives besides the field's.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct AdjointExtras {
+    /// dL/dz (per metre of propagation distance).
+    pub dz: f64,
+    /// dL/ds (per pixel of exit-wave move, (row, col)).
+    pub ds: [f64; 2],
 }
 
 impl Propagator {
@@ -134,6 +152,7 @@ impl Propagator {
             distance,
             kz_minus_k,
             transfer: vec![Complex32::default(); np * np],
+            freq: (0..np).map(|k| freq_index(k, np) / np as f64).collect(),
         };
         near.set_distance(distance);
         Propagator::Near(near)
@@ -161,10 +180,12 @@ impl Propagator {
             Propagator::Far(f) => PropWork {
                 fft: f.fft.work(),
                 buf: Vec::new(),
+                ramps: (Vec::new(), Vec::new()),
             },
             Propagator::Near(p) => PropWork {
                 fft: p.fft.work(),
                 buf: vec![Complex32::default(); p.padded * p.padded],
+                ramps: (Vec::with_capacity(p.padded), Vec::with_capacity(p.padded)),
             },
         }
     }
@@ -179,9 +200,20 @@ impl Propagator {
     /// Propagates `field` (N x N, overwritten by the detector field). In near field the padded
     /// spectrum `FFT(pad(psi))` is stored in `cache` for the distance gradient.
     pub fn forward(&self, field: &mut [Complex32], cache: &mut [Complex32], work: &mut PropWork) {
+        self.forward_moved(field, cache, [0.0; 2], work);
+    }
+
+    /// [`Propagator::forward`] of the exit wave moved by `-s` pixels (see the module docs).
+    pub fn forward_moved(
+        &self,
+        field: &mut [Complex32],
+        cache: &mut [Complex32],
+        s: [f64; 2],
+        work: &mut PropWork,
+    ) {
         match self {
             Propagator::Far(f) => f.fft.forward_centred(field, &mut work.fft),
-            Propagator::Near(p) => p.forward(field, cache, work),
+            Propagator::Near(p) => p.forward(field, cache, s, work),
         }
     }
 
@@ -194,12 +226,24 @@ impl Propagator {
         cache: Option<&[Complex32]>,
         work: &mut PropWork,
     ) -> f64 {
+        self.adjoint_moved(grad, cache, [0.0; 2], work).dz
+    }
+
+    /// Adjoint of [`Propagator::forward_moved`]; with the forward cache (near field) it also
+    /// returns dL/dz and dL/ds. Far field returns zeros: neither changes an intensity there.
+    pub fn adjoint_moved(
+        &self,
+        grad: &mut [Complex32],
+        cache: Option<&[Complex32]>,
+        s: [f64; 2],
+        work: &mut PropWork,
+    ) -> AdjointExtras {
         match self {
             Propagator::Far(f) => {
                 f.fft.inverse_centred(grad, &mut work.fft);
-                0.0
+                AdjointExtras::default()
             }
-            Propagator::Near(p) => p.adjoint(grad, cache, work),
+            Propagator::Near(p) => p.adjoint(grad, cache, s, work),
         }
     }
 }
@@ -251,16 +295,53 @@ impl NearField {
         }
     }
 
-    fn forward(&self, field: &mut [Complex32], cache: &mut [Complex32], work: &mut PropWork) {
+    /// Fills the move ramps `exp(2 pi i f s)` of both axes of the padded grid.
+    fn fill_ramps(&self, s: [f64; 2], ramps: &mut (Vec<Complex32>, Vec<Complex32>)) {
+        let ramp = |sv: f64, out: &mut Vec<Complex32>| {
+            out.clear();
+            out.extend(self.freq.iter().map(|&f| {
+                let ph = std::f64::consts::TAU * f * sv;
+                Complex32::new(ph.cos() as f32, ph.sin() as f32)
+            }));
+        };
+        ramp(s[0], &mut ramps.0);
+        ramp(s[1], &mut ramps.1);
+    }
+
+    /// Multiplies `buf` by the moved transfer function `H exp(2 pi i f.s)` (ramps from
+    /// [`NearField::fill_ramps`]) or by its conjugate.
+    fn apply_transfer(
+        &self,
+        buf: &mut [Complex32],
+        ramps: &(Vec<Complex32>, Vec<Complex32>),
+        conjugate: bool,
+    ) {
+        let np = self.padded;
+        for (r, row) in buf.chunks_exact_mut(np).enumerate() {
+            let ry = ramps.0[r];
+            let hrow = &self.transfer[r * np..(r + 1) * np];
+            for ((b, h), rx) in row.iter_mut().zip(hrow).zip(&ramps.1) {
+                let hs = h * ry * rx;
+                *b *= if conjugate { hs.conj() } else { hs };
+            }
+        }
+    }
+
+    fn forward(
+        &self,
+        field: &mut [Complex32],
+        cache: &mut [Complex32],
+        s: [f64; 2],
+        work: &mut PropWork,
+    ) {
         let buf = &mut work.buf;
         self.pad(field, buf);
         self.fft.forward(buf, &mut work.fft);
         if !cache.is_empty() {
             cache.copy_from_slice(buf);
         }
-        for (b, h) in buf.iter_mut().zip(&self.transfer) {
-            *b *= h;
-        }
+        self.fill_ramps(s, &mut work.ramps);
+        self.apply_transfer(buf, &work.ramps, false);
         self.fft.inverse(buf, &mut work.fft);
         self.crop(buf, field);
     }
@@ -269,41 +350,57 @@ impl NearField {
         &self,
         grad: &mut [Complex32],
         cache: Option<&[Complex32]>,
+        s: [f64; 2],
         work: &mut PropWork,
-    ) -> f64 {
+    ) -> AdjointExtras {
+        let np = self.padded;
         let buf = &mut work.buf;
         self.pad(grad, buf);
         self.fft.forward(buf, &mut work.fft);
-        let mut dz = 0.0f64;
+        self.fill_ramps(s, &mut work.ramps);
+        let mut extras = AdjointExtras::default();
         if let Some(spectrum) = cache {
-            // dL/dz = Re sum conj(G) * i (kz - k) H S, with G = FFT(pad(g)).
-            for ((g, s), (h, &d)) in buf
-                .iter()
-                .zip(spectrum)
-                .zip(self.transfer.iter().zip(&self.kz_minus_k))
-            {
-                if !d.is_nan() {
-                    let hs = Complex64::new(
-                        (h.re * s.re - h.im * s.im) as f64,
-                        (h.re * s.im + h.im * s.re) as f64,
-                    );
-                    // Re(conj(g) * i * d * hs) = d * (g.re * (-hs.im) ... ) expanded:
-                    dz += d * (-(g.re as f64) * hs.im + (g.im as f64) * hs.re);
+            // With G = FFT(pad(g)) and Hs = H exp(2 pi i f.s), each bin adds
+            // q = Re(conj(G) i Hs S) = -Im(conj(G) Hs S), times (kz - k) for dL/dz and
+            // 2 pi f for dL/ds.
+            let (mut dz, mut dsy, mut dsx) = (0.0f64, 0.0f64, 0.0f64);
+            for r in 0..np {
+                let (mut row_z, mut row_q, mut row_x) = (0.0f64, 0.0f64, 0.0f64);
+                let ry = work.ramps.0[r];
+                for c in 0..np {
+                    let i = r * np + c;
+                    let d = self.kz_minus_k[i];
+                    if d.is_nan() {
+                        continue;
+                    }
+                    let hs = self.transfer[i] * ry * work.ramps.1[c] * spectrum[i];
+                    let g = buf[i];
+                    let q = (g.im * hs.re - g.re * hs.im) as f64;
+                    row_z += d * q;
+                    row_q += q;
+                    row_x += q * self.freq[c];
                 }
+                dz += row_z;
+                dsy += row_q * self.freq[r];
+                dsx += row_x;
             }
+            let tau = std::f64::consts::TAU;
+            extras = AdjointExtras {
+                dz,
+                ds: [tau * dsy, tau * dsx],
+            };
         }
-        for (b, h) in buf.iter_mut().zip(&self.transfer) {
-            *b *= h.conj();
-        }
+        self.apply_transfer(buf, &work.ramps, true);
         self.fft.inverse(buf, &mut work.fft);
         self.crop(buf, grad);
-        dz
+        extras
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use num_complex::Complex64;
 
     fn random(n: usize, seed: u64) -> Vec<Complex32> {
         let mut s = seed.wrapping_add(12345);
@@ -382,8 +479,10 @@ mod tests {
     fn padding_rule() {
         // spread = 1e-9 * 0.1 / (2e-12) = 50 px each side: 128 + 100 = 228 -> 240 = 2^4 3 5.
         assert_eq!(near_field_padded_size(128, 1e-9, 0.1, 1e-6), 240);
-        // Capped at N/2 each side.
-        assert_eq!(near_field_padded_size(128, 1e-9, 10.0, 1e-6), 256);
+        // Capped at N each side: 128 + 256 = 384 = 2^7 3.
+        assert_eq!(near_field_padded_size(128, 1e-9, 10.0, 1e-6), 384);
+        // 64 + 2 * 50 = 164 -> 180 = 2^2 3^2 5.
+        assert_eq!(near_field_padded_size(64, 1e-9, 0.1, 1e-6), 180);
         assert_eq!(next_fast_even(7), 8);
         assert_eq!(next_fast_even(14), 16);
     }

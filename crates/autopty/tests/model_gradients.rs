@@ -1,7 +1,7 @@
 //! Finite-difference checks of the whole model's gradient for every parameter group
 //! (object, each probe mode, position corrections, distance) in the three geometries.
 
-use autopty::model::{Gradients, Model, ModelSettings};
+use autopty::model::{Gradients, Model, ModelSettings, Subpixel};
 use autopty::objective::Objective;
 use autopty::ops::loss::LossKind;
 use autopty::{Dataset, Geometry, Regime};
@@ -57,10 +57,11 @@ fn dataset(regime: Regime, source: Option<f64>) -> Dataset {
     }
 }
 
-fn perturbed_model(data: &Dataset, modes: usize) -> (Model, Objective) {
+fn perturbed_model(data: &Dataset, modes: usize, subpixel: Subpixel) -> (Model, Objective) {
     let settings = ModelSettings {
         modes,
         border: 4,
+        subpixel,
         ..ModelSettings::default()
     };
     let (mut model, prop) = Model::initial(data, &settings).unwrap();
@@ -73,7 +74,7 @@ fn perturbed_model(data: &Dataset, modes: usize) -> (Model, Objective) {
         .probe
         .mapv_inplace(|v| v + Complex32::new(rnd(), rnd()) * (0.2 * scale));
     model.corrections.mapv_inplace(|_| 0.8 * rnd() as f64);
-    let obj = Objective::new(data, prop, LossKind::Amplitude, modes, 9);
+    let obj = Objective::new(data, prop, LossKind::Amplitude, subpixel, modes, 9);
     (model, obj)
 }
 
@@ -82,9 +83,9 @@ fn loss(obj: &mut Objective, model: &Model) -> f64 {
 }
 
 /// Checks Re <g, v> against the central difference along v for each group in turn.
-fn check(regime: Regime, source: Option<f64>, modes: usize) {
+fn check(regime: Regime, source: Option<f64>, modes: usize, subpixel: Subpixel) {
     let data = dataset(regime, source);
-    let (model, mut obj) = perturbed_model(&data, modes);
+    let (model, mut obj) = perturbed_model(&data, modes, subpixel);
     let mut g = Gradients::zeros_like(&model);
     let batch: Vec<usize> = (0..9).collect();
     obj.evaluate(&model, &batch, Some(&mut g));
@@ -106,7 +107,7 @@ fn check(regime: Regime, source: Option<f64>, modes: usize) {
         .sum();
     assert!(
         (fd - an).abs() < 2e-2 * an.abs(),
-        "{regime:?} object: {an} vs {fd}"
+        "{regime:?} {subpixel:?} object: {an} vs {fd}"
     );
 
     // Each probe mode.
@@ -129,7 +130,7 @@ fn check(regime: Regime, source: Option<f64>, modes: usize) {
             .sum();
         assert!(
             (fd - an).abs() < 2e-2 * an.abs(),
-            "{regime:?} probe mode {m}: {an} vs {fd}"
+            "{regime:?} {subpixel:?} probe mode {m}: {an} vs {fd}"
         );
     }
 
@@ -149,7 +150,7 @@ fn check(regime: Regime, source: Option<f64>, modes: usize) {
         .sum();
     assert!(
         (fd - an).abs() < 2e-2 * an.abs(),
-        "{regime:?} positions: {an} vs {fd}"
+        "{regime:?} {subpixel:?} positions: {an} vs {fd}"
     );
 
     // Distance (m). Where it only enters the propagator (plane-wave near field) the step must be
@@ -168,22 +169,25 @@ fn check(regime: Regime, source: Option<f64>, modes: usize) {
     let fd = (loss(&mut obj, &plus) - loss(&mut obj, &minus)) / (2.0 * eps);
     assert!(
         (fd - g.distance).abs() < 3e-2 * g.distance.abs(),
-        "{regime:?} {source:?} distance: {} vs {fd}",
+        "{regime:?} {source:?} {subpixel:?} distance: {} vs {fd}",
         g.distance
     );
 }
 
 #[test]
 fn near_field_plane_wave_gradients() {
-    check(Regime::NearField, None, 2);
+    check(Regime::NearField, None, 2, Subpixel::Fourier);
+    check(Regime::NearField, None, 2, Subpixel::Bilinear);
 }
 
 #[test]
 fn near_field_point_source_gradients() {
-    check(Regime::NearField, Some(1e-3), 1);
+    check(Regime::NearField, Some(1e-3), 1, Subpixel::Fourier);
+    check(Regime::NearField, Some(1e-3), 1, Subpixel::Bilinear);
 }
 
 #[test]
 fn far_field_gradients() {
-    check(Regime::FarField, None, 2);
+    check(Regime::FarField, None, 2, Subpixel::Fourier);
+    check(Regime::FarField, None, 2, Subpixel::Bilinear);
 }

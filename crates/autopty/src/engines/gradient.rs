@@ -92,6 +92,10 @@ pub struct GradientSettings {
     pub position_l1: f64,
     /// Stop when an epoch's loss exceeds this multiple of the first epoch's (divergence).
     pub divergence_factor: f64,
+    /// Learning-rate decay: every group's rate falls exponentially to this fraction of its
+    /// value by the last epoch (1 = constant). Adam's steps stay near the learning rate even
+    /// where the gradient is pure noise, so a decay is what lets the fine detail settle.
+    pub lr_final_fraction: f64,
 }
 
 impl Default for GradientSettings {
@@ -112,6 +116,7 @@ impl Default for GradientSettings {
             probe_energy_weight: 0.0,
             position_l1: 0.0,
             divergence_factor: 100.0,
+            lr_final_fraction: 0.1,
         }
     }
 }
@@ -119,6 +124,15 @@ impl Default for GradientSettings {
 impl GradientSettings {
     /// Checks the settings.
     pub fn validate(&self) -> Result<()> {
+        if !(self.lr_final_fraction > 0.0 && self.lr_final_fraction <= 1.0) {
+            return Err(Error::invalid(
+                "lr_final_fraction",
+                format!(
+                    "expected a number in (0, 1], got {}",
+                    self.lr_final_fraction
+                ),
+            ));
+        }
         if self.batch == 0 {
             return Err(Error::invalid(
                 "batch",
@@ -155,6 +169,7 @@ pub fn run(
         data,
         propagator,
         settings.loss,
+        model_settings.subpixel,
         model_settings.modes,
         settings.batch,
     );
@@ -195,6 +210,8 @@ pub fn run_from(
     'epochs: for epoch in 1..=settings.epochs {
         order.shuffle(&mut rng);
         let mut epoch_loss = 0.0;
+        let progress = (epoch - 1) as f64 / (settings.epochs.max(2) - 1) as f64;
+        let decay = settings.lr_final_fraction.powf(progress);
         for chunk in order.chunks(batch) {
             if control.should_stop() {
                 stopped_early = Some(format!("interrupted during epoch {epoch}"));
@@ -255,7 +272,7 @@ pub fn run_from(
                     width,
                     &windows,
                     n + 2,
-                    settings.object.lr,
+                    settings.object.lr * decay,
                 );
             } else {
                 grads.object.fill(Default::default());
@@ -264,7 +281,7 @@ pub fn run_from(
                 opt_probe.step_complex(
                     model.probe.as_slice_mut().expect("contiguous"),
                     grads.probe.as_slice().expect("contiguous"),
-                    settings.probe.lr * probe_rms,
+                    settings.probe.lr * decay * probe_rms,
                 );
             }
             if settings.positions.active(epoch) {
@@ -273,7 +290,7 @@ pub fn run_from(
                     grads.corrections.as_slice().expect("contiguous"),
                     2,
                     chunk,
-                    settings.positions.lr,
+                    settings.positions.lr * decay,
                 );
             }
             if settings.distance.active(epoch) {

@@ -16,7 +16,9 @@ mod tests;
 #[cfg(test)]
 mod testutil;
 
-pub use frame::{erode, extract, global_factor, illumination, threshold, zoom_bilinear};
+pub use frame::{
+    erode, extract, global_factor, illumination, remove_phase_ramp, threshold, zoom_bilinear,
+};
 pub use probe::probe_power_fractions;
 pub use profile::{edge_width, line_profile};
 pub use register::{fourier_shift, register};

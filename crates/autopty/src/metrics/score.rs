@@ -8,13 +8,17 @@
 //!    is cut out on the truth's grid at that offset rounded to whole pixels.
 //! 3. Registration: the remaining sub-pixel shift is found by cross-correlation (to 1/20 px) over
 //!    the illuminated region and applied by a Fourier shift.
-//! 4. Global factor: `c = <rec, truth> / <rec, rec>` over the region removes the global phase
+//! 4. Phase ramp and global factor: the linear phase ramp between reconstruction and truth (an
+//!    ambiguity of ptychography: an object ramp with the opposite probe ramp changes no pattern)
+//!    is removed, then `c = <rec, truth> / <rec, rec>` over the region removes the global phase
 //!    and scale ambiguity.
 //! 5. Metrics over the illuminated region: pixels where the summed truth probe intensity over
 //!    all truth positions exceeds 10 % of its maximum, eroded by 5 px so that every 11 x 11 SSIM
 //!    window stays inside the 10 % contour.
 
-use super::frame::{erode, extract, global_factor, illumination, threshold, zoom_bilinear};
+use super::frame::{
+    erode, extract, global_factor, illumination, remove_phase_ramp, threshold, zoom_bilinear,
+};
 use super::register::{fourier_shift, register};
 use super::ssim::{ssim, SSIM_RADIUS};
 use crate::dataset::Truth;
@@ -101,7 +105,7 @@ pub fn score(rec: &Reconstruction, truth: &Truth) -> Result<Score> {
 
     let placed = extract(&object, (whole.0 as isize, whole.1 as isize), shape);
     let s = register(&truth.object, &placed, Some(&region), REGISTRATION_UPSAMPLE)?;
-    let aligned = fourier_shift(&placed, s);
+    let aligned = remove_phase_ramp(&fourier_shift(&placed, s), &truth.object, &region);
     let c = global_factor(&aligned, &truth.object, &region);
     let fixed = aligned.mapv(|v| {
         let v = Complex64::new(v.re as f64, v.im as f64) * c;

@@ -5,5 +5,6 @@ pub mod loss;
 pub mod modes;
 pub mod regularise;
 pub mod sampler;
+pub mod shift;
 #[cfg(test)]
 pub(crate) mod testing;

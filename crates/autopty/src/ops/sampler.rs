@@ -50,6 +50,15 @@ impl Placement {
         )
     }
 
+    /// Places the window at the integer corner nearest to `(y, x)` and returns the remaining
+    /// sub-pixel offset `s = (y, x) - corner` in [-0.5, 0.5] (zero when clamped), for samplers
+    /// that move the exit wave instead of interpolating the object.
+    pub fn nearest(y: f64, x: f64, n: usize, h: usize, w: usize) -> (Placement, [f64; 2], bool) {
+        let (p, clamped) = Placement::new(y.round(), x.round(), n, h, w);
+        let s = if clamped { [0.0; 2] } else { [y - p.row as f64, x - p.col as f64] };
+        (p, s, clamped)
+    }
+
     fn weights(&self) -> [f32; 4] {
         let (fy, fx) = (self.fy, self.fx);
         [
@@ -65,6 +74,13 @@ impl Placement {
 pub fn sample(object: &Array2<Complex32>, p: Placement, n: usize, patch: &mut [Complex32]) {
     let w = object.ncols();
     let obj = object.as_slice().expect("object must be contiguous");
+    if p.fy == 0.0 && p.fx == 0.0 {
+        for r in 0..n {
+            let start = (p.row + r) * w + p.col;
+            patch[r * n..(r + 1) * n].copy_from_slice(&obj[start..start + n]);
+        }
+        return;
+    }
     let [w00, w01, w10, w11] = p.weights();
     for r in 0..n {
         let top = &obj[(p.row + r) * w + p.col..(p.row + r) * w + p.col + n + 1];
