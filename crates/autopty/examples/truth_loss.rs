@@ -1,3 +1,6 @@
+//! Loss of the ground truth under autopty's model: the floor that a reconstruction of this
+//! dataset can reach (a check of model mismatch between simulator and reconstruction).
+//! Usage: `cargo run --release --example truth_loss -- DATA.cxi DATA.truth.h5 [PADDED_SIZE]`
 use autopty::model::{Model, ModelSettings};
 use autopty::objective::Objective;
 use autopty::ops::loss::LossKind;

@@ -102,7 +102,9 @@ impl Objective {
             .collect();
         let threads = rayon::current_num_threads().max(1);
         let shifter = FourierShift::new(n);
-        let works = (0..threads).map(|_| (propagator.work(), shifter.work())).collect();
+        let works = (0..threads)
+            .map(|_| (propagator.work(), shifter.work()))
+            .collect();
         let mask: Vec<f32> = data
             .mask
             .iter()
@@ -206,7 +208,11 @@ impl Objective {
                     sample(&model.object, s.placement, n, &mut s.patch);
                     let ramp = shifter.ramp(s.shift);
                     let probe: &[Complex32] = if fourier {
-                        for (out, spec) in s.probe.chunks_exact_mut(nn).zip(probe_spectrum.chunks_exact(nn)) {
+                        for (out, spec) in s
+                            .probe
+                            .chunks_exact_mut(nn)
+                            .zip(probe_spectrum.chunks_exact(nn))
+                        {
                             shifter.shift(spec, &ramp, out, shift_work);
                         }
                         &s.probe
@@ -284,7 +290,10 @@ impl Objective {
                     }
                 }
                 let work = &mut self.works[0].1;
-                for (spec, gp) in spectrum.chunks_exact_mut(nn).zip(g_probe.chunks_exact_mut(nn)) {
+                for (spec, gp) in spectrum
+                    .chunks_exact_mut(nn)
+                    .zip(g_probe.chunks_exact_mut(nn))
+                {
                     self.shifter.finish(spec, work);
                     for (a, b) in gp.iter_mut().zip(spec.iter()) {
                         *a += b;

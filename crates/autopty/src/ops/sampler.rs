@@ -55,7 +55,11 @@ impl Placement {
     /// that move the exit wave instead of interpolating the object.
     pub fn nearest(y: f64, x: f64, n: usize, h: usize, w: usize) -> (Placement, [f64; 2], bool) {
         let (p, clamped) = Placement::new(y.round(), x.round(), n, h, w);
-        let s = if clamped { [0.0; 2] } else { [y - p.row as f64, x - p.col as f64] };
+        let s = if clamped {
+            [0.0; 2]
+        } else {
+            [y - p.row as f64, x - p.col as f64]
+        };
         (p, s, clamped)
     }
 
