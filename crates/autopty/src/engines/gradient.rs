@@ -337,7 +337,11 @@ pub fn run_from(
     }
 
     let reconstruction = Reconstruction {
-        engine: "adam".into(),
+        engine: match settings.optimizer {
+            OptimizerKind::Adam => "adam",
+            OptimizerKind::Sgd => "sgd",
+        }
+        .into(),
         positions: model.positions(),
         nominal_positions: model.nominal_positions(),
         geometry: model.geometry(),
