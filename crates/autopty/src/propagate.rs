@@ -370,11 +370,14 @@ impl NearField {
                 for c in 0..np {
                     let i = r * np + c;
                     let d = self.kz_minus_k[i];
+                    let h = self.transfer[i] * ry * work.ramps.1[c];
+                    let g = buf[i];
+                    // The adjoint's own multiply by conj(Hs), fused into this pass.
+                    buf[i] = g * h.conj();
                     if d.is_nan() {
                         continue;
                     }
-                    let hs = self.transfer[i] * ry * work.ramps.1[c] * spectrum[i];
-                    let g = buf[i];
+                    let hs = h * spectrum[i];
                     let q = (g.im * hs.re - g.re * hs.im) as f64;
                     row_z += d * q;
                     row_q += q;
@@ -389,8 +392,9 @@ impl NearField {
                 dz,
                 ds: [tau * dsy, tau * dsx],
             };
+        } else {
+            self.apply_transfer(buf, &work.ramps, true);
         }
-        self.apply_transfer(buf, &work.ramps, true);
         self.fft.inverse(buf, &mut work.fft);
         self.crop(buf, grad);
         extras
