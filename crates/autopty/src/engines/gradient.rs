@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::model::{Gradients, Model, ModelSettings};
 use crate::objective::Objective;
 use crate::ops::loss::LossKind;
-use crate::ops::regularise;
+use crate::ops::{regularise, smooth};
 use crate::optim::{Optimizer, OptimizerKind};
 use crate::probe;
 use crate::reconstruction::{EpochStats, Reconstruction};
@@ -92,6 +92,13 @@ pub struct GradientSettings {
     pub position_l1: f64,
     /// Stop when an epoch's loss exceeds this multiple of the first epoch's (divergence).
     pub divergence_factor: f64,
+    /// Smoothing (px, standard deviation of a Gaussian) applied to the object gradient in the
+    /// first epoch; it falls linearly to zero at `object_smoothing_epochs`. A smooth object
+    /// cannot memorise patterns at wrong positions, which widens the range from which the
+    /// positions converge (0 = off).
+    pub object_smoothing: f64,
+    /// Epoch by which the object smoothing has fallen to zero.
+    pub object_smoothing_epochs: usize,
     /// Learning-rate decay: every group's rate falls exponentially to this fraction of its
     /// value by the last epoch (1 = constant). Adam's steps stay near the learning rate even
     /// where the gradient is pure noise, so a decay is what lets the fine detail settle.
@@ -117,6 +124,8 @@ impl Default for GradientSettings {
             position_l1: 0.0,
             divergence_factor: 100.0,
             lr_final_fraction: 0.1,
+            object_smoothing: 0.0,
+            object_smoothing_epochs: 100,
         }
     }
 }
@@ -187,7 +196,7 @@ pub fn run_from(
     let start = Instant::now();
     let j = model.len();
     let n = model.frame();
-    let batch = settings.batch.min(j).max(1);
+    let batch = settings.batch.min(j).min(objective.max_batch()).max(1);
     let width = model.object.ncols();
     let mut grads = Gradients::zeros_like(&model);
     let mut opt_object = Optimizer::new(settings.optimizer, 2 * model.object.len(), 1);
@@ -258,20 +267,46 @@ pub fn run_from(
                 );
             }
             // Updates.
-            let windows: Vec<(usize, usize)> = chunk
+            let mut windows: Vec<(usize, usize)> = chunk
                 .iter()
                 .map(|&k| {
                     let [y, x] = model.position(k);
                     (y.max(0.0) as usize, x.max(0.0) as usize)
                 })
                 .collect();
+            let mut window = n + 2;
+            let sigma = settings.object_smoothing
+                * (1.0 - (epoch - 1) as f64 / settings.object_smoothing_epochs.max(1) as f64);
+            if sigma > 0.5 {
+                let e = smooth::reach(sigma);
+                let (h, w) = model.object.dim();
+                let r0 = windows
+                    .iter()
+                    .map(|w| w.0)
+                    .min()
+                    .unwrap_or(0)
+                    .saturating_sub(e);
+                let c0 = windows
+                    .iter()
+                    .map(|w| w.1)
+                    .min()
+                    .unwrap_or(0)
+                    .saturating_sub(e);
+                let r1 = (windows.iter().map(|w| w.0).max().unwrap_or(0) + window + e).min(h);
+                let c1 = (windows.iter().map(|w| w.1).max().unwrap_or(0) + window + e).min(w);
+                smooth::gaussian_rect(&mut grads.object, r0..r1, c0..c1, sigma);
+                for w in &mut windows {
+                    *w = (w.0.saturating_sub(e), w.1.saturating_sub(e));
+                }
+                window += 2 * e;
+            }
             if settings.object.active(epoch) {
                 opt_object.step_complex_windows(
                     model.object.as_slice_mut().expect("contiguous"),
                     grads.object.as_slice_mut().expect("contiguous"),
                     width,
                     &windows,
-                    n + 2,
+                    window,
                     settings.object.lr * decay,
                 );
             } else {

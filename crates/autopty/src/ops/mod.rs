@@ -6,5 +6,6 @@ pub mod modes;
 pub mod regularise;
 pub mod sampler;
 pub mod shift;
+pub mod smooth;
 #[cfg(test)]
 pub(crate) mod testing;
