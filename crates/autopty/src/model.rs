@@ -136,12 +136,20 @@ impl Model {
     /// Builds the starting model for a dataset: object = 1, probe from the data, no corrections,
     /// the stored distance. Also returns the propagator for the starting geometry.
     pub fn initial(data: &Dataset, settings: &ModelSettings) -> Result<(Model, Propagator)> {
-        data.geometry.validate()?;
+        Model::initial_with_geometry(data, settings, data.geometry.clone())
+    }
+
+    /// As [`Model::initial`], in `geometry` instead of the dataset's (e.g. another distance).
+    pub fn initial_with_geometry(
+        data: &Dataset,
+        settings: &ModelSettings,
+        geometry: Geometry,
+    ) -> Result<(Model, Propagator)> {
+        geometry.validate()?;
         if settings.modes == 0 {
             return Err(Error::invalid("modes", "expected at least one probe mode"));
         }
         let n = data.frame();
-        let geometry = data.geometry.clone();
         let mut positions_m = data.positions.clone();
         for mut col in positions_m.columns_mut() {
             let min = col.iter().cloned().fold(f64::INFINITY, f64::min);

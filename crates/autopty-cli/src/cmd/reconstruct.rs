@@ -155,6 +155,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let outcome = run_job(&data, &job, &args.output, args.quiet)?;
     let rec = &outcome.reconstruction;
     let last = rec.history.last();
+    if let Some(found) = &outcome.distance_search {
+        println!(
+            "distance search: started the refinement at {:.6} m ({} trials of {} epochs)",
+            found.distance,
+            found.trials.len(),
+            job.gradient.distance_search.epochs
+        );
+    }
     println!(
         "{} epochs in {:.1} s; final loss {:.4e}; distance {:.6} m (started at {:.6} m)",
         rec.history.len(),

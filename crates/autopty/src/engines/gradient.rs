@@ -8,6 +8,7 @@
 //! value (the optimiser works on `u = z / z0 - 1`).
 
 use crate::dataset::Dataset;
+use crate::engines::distance_search::{self, DistanceSearch};
 use crate::engines::{Control, Outcome};
 use crate::error::{Error, Result};
 use crate::model::{Gradients, Model, ModelSettings};
@@ -99,6 +100,8 @@ pub struct GradientSettings {
     pub object_smoothing: f64,
     /// Epoch by which the object smoothing has fallen to zero.
     pub object_smoothing_epochs: usize,
+    /// Search of the starting distance on the loss profile (when the distance is refined).
+    pub distance_search: DistanceSearch,
     /// Learning-rate decay: every group's rate falls exponentially to this fraction of its
     /// value by the last epoch (1 = constant). Adam's steps stay near the learning rate even
     /// where the gradient is pure noise, so a decay is what lets the fine detail settle.
@@ -126,6 +129,7 @@ impl Default for GradientSettings {
             lr_final_fraction: 0.1,
             object_smoothing: 0.0,
             object_smoothing_epochs: 100,
+            distance_search: DistanceSearch::default(),
         }
     }
 }
@@ -142,6 +146,7 @@ impl GradientSettings {
                 ),
             ));
         }
+        self.distance_search.validate()?;
         if self.batch == 0 {
             return Err(Error::invalid(
                 "batch",
@@ -173,7 +178,28 @@ pub fn run(
     control: Control,
 ) -> Result<Outcome> {
     settings.validate()?;
-    let (model, propagator) = Model::initial(data, model_settings)?;
+    let searched = if settings.distance.enabled && settings.distance_search.enabled {
+        let found = distance_search::search(
+            data,
+            model_settings,
+            settings,
+            &settings.distance_search,
+            &control,
+        )?;
+        tracing::info!(
+            "distance search: {:.6} m from {} trials",
+            found.distance,
+            found.trials.len()
+        );
+        Some(found)
+    } else {
+        None
+    };
+    let geometry = match &searched {
+        Some(found) => data.geometry.with_refined_distance(found.distance),
+        None => data.geometry.clone(),
+    };
+    let (model, propagator) = Model::initial_with_geometry(data, model_settings, geometry)?;
     let objective = Objective::new(
         data,
         propagator,
@@ -182,7 +208,9 @@ pub fn run(
         model_settings.modes,
         settings.batch,
     );
-    run_from(data, model, objective, settings, control)
+    let mut outcome = run_from(data, model, objective, settings, control)?;
+    outcome.distance_search = searched;
+    Ok(outcome)
 }
 
 /// Runs the gradient engine from a given model and objective.
@@ -388,5 +416,6 @@ pub fn run_from(
     Ok(Outcome {
         reconstruction,
         stopped_early,
+        distance_search: None,
     })
 }

@@ -2,6 +2,7 @@
 //! the same initial [`Model`](crate::model::Model), reports the same per-epoch
 //! [`EpochStats`](crate::EpochStats) and returns the same [`Reconstruction`](crate::Reconstruction).
 
+pub mod distance_search;
 pub mod gradient;
 
 use crate::reconstruction::{EpochStats, Reconstruction};
@@ -29,4 +30,6 @@ pub struct Outcome {
     pub reconstruction: Reconstruction,
     /// Why the run stopped before its last epoch (interrupted, diverged), if it did.
     pub stopped_early: Option<String>,
+    /// The distance search that chose the starting distance, if one ran.
+    pub distance_search: Option<distance_search::SearchResult>,
 }
