@@ -66,4 +66,17 @@ mod tests {
         let err = Job::from_toml("[gradient]\nbatch = 0\n").unwrap_err();
         assert!(err.to_string().contains("batch"), "{err}");
     }
+
+    #[test]
+    fn the_example_job_file_lists_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/reconstruct.toml");
+        let job = Job::from_file(&path).unwrap();
+        assert_eq!(
+            job,
+            Job {
+                engine: Some("adam".into()),
+                ..Job::default()
+            }
+        );
+    }
 }

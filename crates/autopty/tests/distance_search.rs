@@ -36,6 +36,7 @@ fn distance_search_recovers_a_30_percent_error() {
 
     let refined = reconstruct(&data, true);
     let found = refined.distance_search.as_ref().expect("the search ran");
+    assert!(found.interior);
     assert_eq!(found.trials.len(), 13);
     // Measured with the same settings: 0.100092 m after the refinement (0.09 %), magnitude and
     // phase SSIM 0.71 and 0.91.

@@ -155,7 +155,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let outcome = run_job(&data, &job, &args.output, args.quiet)?;
     let rec = &outcome.reconstruction;
     let last = rec.history.last();
-    if let Some(found) = &outcome.distance_search {
+    if let Some(found) = outcome.distance_search.as_ref().filter(|f| !f.interior) {
+        eprintln!(
+            "warning: distance search: the loss was lowest at an end of the searched interval \
+             ({:.6} to {:.6} m), so the refinement started from the stored distance; check the \
+             positions (large errors favour long distances) or widen distance_search.range",
+            found
+                .trials
+                .iter()
+                .map(|t| t.distance)
+                .fold(f64::INFINITY, f64::min),
+            found.trials.iter().map(|t| t.distance).fold(0.0, f64::max),
+        );
+    } else if let Some(found) = &outcome.distance_search {
         println!(
             "distance search: started the refinement at {:.6} m ({} trials of {} epochs)",
             found.distance,

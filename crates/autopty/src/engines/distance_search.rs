@@ -11,6 +11,9 @@
 //! 2. four more at a third and two thirds of a step on either side of the best one;
 //! 3. a parabola through the best of all trials and its two nearest neighbours (in `ln z`).
 //!
+//! When the lowest coarse trial is at an end of the interval, the search keeps the stored
+//! distance and says so.
+//!
 //! Its result is the starting distance of the gradient run, which refines it further.
 //! Wrong positions bias the profile towards longer distances (blur hides misplacement), so the
 //! search is as good as the positions it starts from.
@@ -83,6 +86,9 @@ pub struct SearchResult {
     pub distance: f64,
     /// Every trial, in the order run.
     pub trials: Vec<Trial>,
+    /// False when the lowest loss lay at an end of the interval; the stored distance is then
+    /// kept.
+    pub interior: bool,
 }
 
 /// Searches the distance for `data`, starting around the stored one.
@@ -99,7 +105,14 @@ pub fn search(
     let step = 2.0 * half / (search.points - 1) as f64;
     let mut trials: Vec<(f64, f64)> = Vec::new();
     let trial = |trials: &mut Vec<(f64, f64)>, t: f64| -> Result<()> {
-        let loss = loss_at(data, model_settings, gradient, search, z0 * t.exp(), control)?;
+        let loss = loss_at(
+            data,
+            model_settings,
+            gradient,
+            search,
+            z0 * t.exp(),
+            control,
+        )?;
         trials.push((t, loss));
         Ok(())
     };
@@ -107,6 +120,15 @@ pub fn search(
         trial(&mut trials, -half + step * k as f64)?;
     }
     let best = best_of(&trials);
+    if (best.abs() - half).abs() < 1e-9 {
+        // No minimum inside the interval (typically: positions too far off, which favours
+        // long distances): keep the stored distance rather than an edge of the interval.
+        return Ok(SearchResult {
+            distance: z0,
+            trials: to_trials(&trials, z0),
+            interior: false,
+        });
+    }
     for f in [-2.0, -1.0, 1.0, 2.0] {
         trial(&mut trials, best + f * step / 3.0)?;
     }
@@ -125,14 +147,19 @@ pub fn search(
     }
     Ok(SearchResult {
         distance: z0 * t_best.exp(),
-        trials: trials
-            .iter()
-            .map(|&(t, loss)| Trial {
-                distance: z0 * t.exp(),
-                loss,
-            })
-            .collect(),
+        trials: to_trials(&trials, z0),
+        interior: true,
     })
+}
+
+fn to_trials(trials: &[(f64, f64)], z0: f64) -> Vec<Trial> {
+    trials
+        .iter()
+        .map(|&(t, loss)| Trial {
+            distance: z0 * t.exp(),
+            loss,
+        })
+        .collect()
 }
 
 /// Loss after reconstructing the object and probe from scratch at `distance`.
