@@ -7,9 +7,13 @@
 //! [gradient]
 //! epochs = 300
 //! batch = 5
-//! positions = { enabled = true, lr = 0.05, start_epoch = 5 }
+//! positions = { enabled = true, lr = 0.2, start_epoch = 2 }
 //! distance = { enabled = true, lr = 0.002, start_epoch = 5 }
+//! [gradient.alignment]
+//! rounds = 6
 //! ```
+//!
+//! `examples/reconstruct.toml` lists every setting with its default.
 
 use crate::engines::gradient::GradientSettings;
 use crate::error::{Error, Result};

@@ -3,7 +3,7 @@
 //! reconstructs with joint refinement of object, probe, positions and distance, prints the score
 //! against the truth and says where everything is.
 
-use super::reconstruct::{apply, run_job, Overrides};
+use super::reconstruct::{apply, report_preparation, run_job, Overrides};
 use super::score::write_score;
 use super::simulate::truth_path;
 use anyhow::Context;
@@ -72,6 +72,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     let out = args.output.join("reconstruction");
     let outcome = run_job(&data, &job, &out, args.quiet)?;
+    report_preparation(&outcome, &job);
     let rec = &outcome.reconstruction;
     let result = score(rec, &truth)?;
     write_score(&out, &result)?;

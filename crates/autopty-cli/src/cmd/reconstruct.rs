@@ -2,6 +2,7 @@
 
 use super::input::InputArgs;
 use anyhow::{bail, Context};
+use autopty::engines::distance_search::SearchResult;
 use autopty::engines::{gradient, Control, Outcome};
 use autopty::io::outputs;
 use autopty::job::Job;
@@ -99,6 +100,26 @@ pub fn apply(job: &mut Job, o: &Overrides) -> anyhow::Result<()> {
 /// Runs the job's engine on `data` with a progress bar, writes the outputs into `output`.
 pub fn run_job(data: &Dataset, job: &Job, output: &Path, quiet: bool) -> anyhow::Result<Outcome> {
     let epochs = job.gradient.epochs as u64;
+    let g = &job.gradient;
+    if !quiet && g.positions.enabled && g.alignment.rounds > 0 {
+        eprintln!(
+            "aligning positions{}: {} rounds of {} epochs{} before the main run ...",
+            if g.distance.enabled {
+                " and distance"
+            } else {
+                ""
+            },
+            g.alignment.rounds,
+            g.alignment.epochs,
+            if g.distance.enabled && g.distance_search.enabled {
+                ", each followed by a distance search"
+            } else {
+                ""
+            }
+        );
+    } else if !quiet && g.distance.enabled && g.distance_search.enabled {
+        eprintln!("searching the distance before the main run ...");
+    }
     let bar = if quiet {
         ProgressBar::hidden()
     } else {
@@ -134,6 +155,49 @@ pub fn run_job(data: &Dataset, job: &Job, output: &Path, quiet: bool) -> anyhow:
     Ok(outcome)
 }
 
+/// Prints what ran before the main gradient run: the alignment rounds or the distance search.
+pub fn report_preparation(outcome: &Outcome, job: &Job) {
+    if let Some(aligned) = &outcome.alignment {
+        for (k, r) in aligned.rounds.iter().enumerate() {
+            println!(
+                "alignment round {}: distance {:.6} m, median position correction {:.2} px ({:.0} s)",
+                k + 1,
+                r.distance,
+                r.median_correction,
+                r.seconds
+            );
+            if let Some(found) = r.search.as_ref().filter(|f| !f.interior) {
+                warn_edge(found);
+            }
+        }
+    }
+    if let Some(found) = outcome.distance_search.as_ref().filter(|f| !f.interior) {
+        warn_edge(found);
+    } else if let Some(found) = &outcome.distance_search {
+        println!(
+            "distance search: started the refinement at {:.6} m ({} trials of {} epochs)",
+            found.distance,
+            found.trials.len(),
+            job.gradient.distance_search.epochs
+        );
+    }
+}
+
+fn warn_edge(found: &SearchResult) {
+    eprintln!(
+        "warning: distance search: the loss was lowest at an end of the searched interval \
+         ({:.6} to {:.6} m), so the distance was left at {:.6} m; check the positions (large \
+         errors favour long distances) or widen distance_search.range",
+        found
+            .trials
+            .iter()
+            .map(|t| t.distance)
+            .fold(f64::INFINITY, f64::min),
+        found.trials.iter().map(|t| t.distance).fold(0.0, f64::max),
+        found.distance,
+    );
+}
+
 /// Runs the command.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let mut job = match &args.config {
@@ -155,26 +219,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let outcome = run_job(&data, &job, &args.output, args.quiet)?;
     let rec = &outcome.reconstruction;
     let last = rec.history.last();
-    if let Some(found) = outcome.distance_search.as_ref().filter(|f| !f.interior) {
-        eprintln!(
-            "warning: distance search: the loss was lowest at an end of the searched interval \
-             ({:.6} to {:.6} m), so the refinement started from the stored distance; check the \
-             positions (large errors favour long distances) or widen distance_search.range",
-            found
-                .trials
-                .iter()
-                .map(|t| t.distance)
-                .fold(f64::INFINITY, f64::min),
-            found.trials.iter().map(|t| t.distance).fold(0.0, f64::max),
-        );
-    } else if let Some(found) = &outcome.distance_search {
-        println!(
-            "distance search: started the refinement at {:.6} m ({} trials of {} epochs)",
-            found.distance,
-            found.trials.len(),
-            job.gradient.distance_search.epochs
-        );
-    }
+    report_preparation(&outcome, &job);
     println!(
         "{} epochs in {:.1} s; final loss {:.4e}; distance {:.6} m (started at {:.6} m)",
         rec.history.len(),

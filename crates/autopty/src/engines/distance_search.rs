@@ -24,6 +24,7 @@ use crate::engines::Control;
 use crate::error::{Error, Result};
 use crate::model::{Model, ModelSettings};
 use crate::objective::Objective;
+use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
 /// Settings of the distance search.
@@ -91,28 +92,31 @@ pub struct SearchResult {
     pub interior: bool,
 }
 
-/// Searches the distance for `data`, starting around the stored one.
+/// Searches the distance for `data` around `z0` (m), with the scan positions corrected by
+/// `corrections` (J x 2 px; `None` = the nominal positions).
 pub fn search(
     data: &Dataset,
     model_settings: &ModelSettings,
     gradient: &GradientSettings,
     search: &DistanceSearch,
+    z0: f64,
+    corrections: Option<&Array2<f64>>,
     control: &Control,
 ) -> Result<SearchResult> {
     search.validate()?;
-    let z0 = data.geometry.refined_distance();
+    let context = Context {
+        data,
+        model_settings,
+        gradient,
+        search,
+        corrections,
+        control,
+    };
     let half = (1.0 + search.range).ln();
     let step = 2.0 * half / (search.points - 1) as f64;
     let mut trials: Vec<(f64, f64)> = Vec::new();
     let trial = |trials: &mut Vec<(f64, f64)>, t: f64| -> Result<()> {
-        let loss = loss_at(
-            data,
-            model_settings,
-            gradient,
-            search,
-            z0 * t.exp(),
-            control,
-        )?;
+        let loss = context.loss_at(z0 * t.exp())?;
         trials.push((t, loss));
         Ok(())
     };
@@ -162,47 +166,63 @@ fn to_trials(trials: &[(f64, f64)], z0: f64) -> Vec<Trial> {
         .collect()
 }
 
-/// Loss after reconstructing the object and probe from scratch at `distance`.
-fn loss_at(
-    data: &Dataset,
-    model_settings: &ModelSettings,
-    gradient: &GradientSettings,
-    search: &DistanceSearch,
-    distance: f64,
-    control: &Control,
-) -> Result<f64> {
-    let geometry = data.geometry.with_refined_distance(distance);
-    let (model, propagator) = Model::initial_with_geometry(data, model_settings, geometry)?;
-    let objective = Objective::new(
-        data,
-        propagator,
-        gradient.loss,
-        model_settings.subpixel,
-        model_settings.modes,
-        gradient.batch,
-    );
-    let mut settings = gradient.clone();
-    settings.epochs = search.epochs;
-    settings.positions.enabled = false;
-    settings.distance.enabled = false;
-    settings.object_smoothing = 0.0;
-    settings.lr_final_fraction = 1.0;
-    let quiet = Control {
-        on_epoch: &mut |_| {},
-        stop: control.stop,
-    };
-    let outcome = run_from(data, model, objective, &settings, quiet)?;
-    if let Some(why) = outcome.stopped_early {
-        return Err(Error::invalid(
-            "distance search",
-            format!("the trial at {distance:.6} m stopped: {why}"),
-        ));
+/// What every trial shares.
+struct Context<'a, 'c> {
+    data: &'a Dataset,
+    model_settings: &'a ModelSettings,
+    gradient: &'a GradientSettings,
+    search: &'a DistanceSearch,
+    corrections: Option<&'a Array2<f64>>,
+    control: &'a Control<'c>,
+}
+
+impl Context<'_, '_> {
+    /// Loss after reconstructing the object and probe from scratch at `distance`.
+    fn loss_at(&self, distance: f64) -> Result<f64> {
+        let Context {
+            data,
+            model_settings,
+            gradient,
+            search,
+            corrections,
+            control,
+        } = *self;
+        let geometry = data.geometry.with_refined_distance(distance);
+        let (mut model, propagator) = Model::initial_with_geometry(data, model_settings, geometry)?;
+        if let Some(c) = corrections {
+            model.corrections.assign(c);
+        }
+        let objective = Objective::new(
+            data,
+            propagator,
+            gradient.loss,
+            model_settings.subpixel,
+            model_settings.modes,
+            gradient.batch,
+        );
+        let mut settings = gradient.clone();
+        settings.epochs = search.epochs;
+        settings.positions.enabled = false;
+        settings.distance.enabled = false;
+        settings.object_smoothing = 0.0;
+        settings.lr_final_fraction = 1.0;
+        let quiet = Control {
+            on_epoch: &mut |_| {},
+            stop: control.stop,
+        };
+        let outcome = run_from(data, model, objective, &settings, quiet)?;
+        if let Some(why) = outcome.stopped_early {
+            return Err(Error::invalid(
+                "distance search",
+                format!("the trial at {distance:.6} m stopped: {why}"),
+            ));
+        }
+        Ok(outcome
+            .reconstruction
+            .history
+            .last()
+            .map_or(f64::INFINITY, |s| s.loss))
     }
-    Ok(outcome
-        .reconstruction
-        .history
-        .last()
-        .map_or(f64::INFINITY, |s| s.loss))
 }
 
 /// The abscissa of the lowest trial.

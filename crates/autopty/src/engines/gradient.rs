@@ -8,6 +8,7 @@
 //! value (the optimiser works on `u = z / z0 - 1`).
 
 use crate::dataset::Dataset;
+use crate::engines::alignment::{self, Alignment};
 use crate::engines::distance_search::{self, DistanceSearch};
 use crate::engines::{Control, Outcome};
 use crate::error::{Error, Result};
@@ -102,6 +103,9 @@ pub struct GradientSettings {
     pub object_smoothing_epochs: usize,
     /// Search of the starting distance on the loss profile (when the distance is refined).
     pub distance_search: DistanceSearch,
+    /// Rounds that recover large position (and distance) errors before the run (when the
+    /// positions are refined).
+    pub alignment: Alignment,
     /// Learning-rate decay: every group's rate falls exponentially to this fraction of its
     /// value by the last epoch (1 = constant). Adam's steps stay near the learning rate even
     /// where the gradient is pure noise, so a decay is what lets the fine detail settle.
@@ -116,9 +120,9 @@ impl Default for GradientSettings {
             seed: 0,
             optimizer: OptimizerKind::Adam,
             loss: LossKind::Amplitude,
-            object: GroupSettings::new(true, 0.02, 1),
-            probe: GroupSettings::new(true, 0.02, 2),
-            positions: GroupSettings::new(true, 0.05, 5),
+            object: GroupSettings::new(true, 0.05, 1),
+            probe: GroupSettings::new(true, 0.05, 2),
+            positions: GroupSettings::new(true, 0.2, 2),
             distance: GroupSettings::new(true, 2e-3, 5),
             orthogonalise_every: 5,
             object_modulus_range: [0.0, 1.0],
@@ -130,6 +134,7 @@ impl Default for GradientSettings {
             object_smoothing: 0.0,
             object_smoothing_epochs: 100,
             distance_search: DistanceSearch::default(),
+            alignment: Alignment::default(),
         }
     }
 }
@@ -147,6 +152,7 @@ impl GradientSettings {
             ));
         }
         self.distance_search.validate()?;
+        self.alignment.validate()?;
         if self.batch == 0 {
             return Err(Error::invalid(
                 "batch",
@@ -178,12 +184,23 @@ pub fn run(
     control: Control,
 ) -> Result<Outcome> {
     settings.validate()?;
-    let searched = if settings.distance.enabled && settings.distance_search.enabled {
+    let mut distance = data.geometry.refined_distance();
+    let mut corrections = None;
+    let mut searched = None;
+    let mut aligned = None;
+    if settings.positions.enabled && settings.alignment.rounds > 0 {
+        let a = alignment::align(data, model_settings, settings, &control)?;
+        distance = a.distance;
+        corrections = Some(a.corrections.clone());
+        aligned = Some(a);
+    } else if settings.distance.enabled && settings.distance_search.enabled {
         let found = distance_search::search(
             data,
             model_settings,
             settings,
             &settings.distance_search,
+            distance,
+            None,
             &control,
         )?;
         tracing::info!(
@@ -191,15 +208,14 @@ pub fn run(
             found.distance,
             found.trials.len()
         );
-        Some(found)
-    } else {
-        None
-    };
-    let geometry = match &searched {
-        Some(found) => data.geometry.with_refined_distance(found.distance),
-        None => data.geometry.clone(),
-    };
-    let (model, propagator) = Model::initial_with_geometry(data, model_settings, geometry)?;
+        distance = found.distance;
+        searched = Some(found);
+    }
+    let geometry = data.geometry.with_refined_distance(distance);
+    let (mut model, propagator) = Model::initial_with_geometry(data, model_settings, geometry)?;
+    if let Some(c) = &corrections {
+        model.corrections.assign(c);
+    }
     let objective = Objective::new(
         data,
         propagator,
@@ -210,6 +226,7 @@ pub fn run(
     );
     let mut outcome = run_from(data, model, objective, settings, control)?;
     outcome.distance_search = searched;
+    outcome.alignment = aligned;
     Ok(outcome)
 }
 
@@ -417,5 +434,6 @@ pub fn run_from(
         reconstruction,
         stopped_early,
         distance_search: None,
+        alignment: None,
     })
 }

@@ -2,6 +2,7 @@
 //! the same initial [`Model`](crate::model::Model), reports the same per-epoch
 //! [`EpochStats`](crate::EpochStats) and returns the same [`Reconstruction`](crate::Reconstruction).
 
+pub mod alignment;
 pub mod distance_search;
 pub mod gradient;
 
@@ -30,6 +31,8 @@ pub struct Outcome {
     pub reconstruction: Reconstruction,
     /// Why the run stopped before its last epoch (interrupted, diverged), if it did.
     pub stopped_early: Option<String>,
-    /// The distance search that chose the starting distance, if one ran.
+    /// The distance search that chose the starting distance, if one ran on its own.
     pub distance_search: Option<distance_search::SearchResult>,
+    /// The alignment rounds that chose the starting positions and distance, if they ran.
+    pub alignment: Option<alignment::Aligned>,
 }

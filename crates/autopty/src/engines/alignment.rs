@@ -1,0 +1,220 @@
+//! Alignment rounds: recovering position errors of many pixels, and the distance with them,
+//! before the main gradient run.
+//!
+//! Two traps stop a plain joint descent when the metadata are far off. An object reconstructed
+//! at wrong positions memorises each pattern where it was placed, so every position already
+//! looks right to its own gradient (in near field, the fine fringes of the hologram make the
+//! loss oscillate within a pixel or two of any position). And wrong positions make long
+//! distances look better (blur hides misplacement), while a wrong distance keeps the object
+//! from agreeing with itself at the right positions.
+//!
+//! Each round therefore (1) rebuilds the object and probe from scratch at the current distance
+//! and positions, and refines the positions while the object gradient is smoothed by a Gaussian
+//! whose width falls to zero over the round (a smooth object cannot memorise wrong placements,
+//! and the next round forgets what this one memorised); then (2) searches the distance on the
+//! loss profile with the improved positions ([`super::distance_search`]), over the full range in
+//! the first round and a narrow one later. The smoothing of the first round falls linearly to
+//! zero by the last.
+
+use crate::dataset::Dataset;
+use crate::engines::distance_search::{self, DistanceSearch, SearchResult};
+use crate::engines::gradient::{run_from, GradientSettings};
+use crate::engines::Control;
+use crate::error::{Error, Result};
+use crate::model::{Model, ModelSettings};
+use crate::objective::Objective;
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// Settings of the alignment rounds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Alignment {
+    /// Number of rounds (0 = none). They run only when the positions are refined.
+    pub rounds: usize,
+    /// Epochs of position refinement per round.
+    pub epochs: usize,
+    /// Position learning rate (px per step) in the rounds.
+    pub position_lr: f64,
+    /// Object-gradient smoothing (px) at the start of the first round.
+    pub smoothing: f64,
+    /// Relative half-width of the distance searches after the first round.
+    pub later_range: f64,
+    /// Coarse trials of the distance searches after the first round.
+    pub later_points: usize,
+}
+
+impl Default for Alignment {
+    fn default() -> Self {
+        Alignment {
+            rounds: 6,
+            epochs: 100,
+            position_lr: 0.2,
+            smoothing: 8.0,
+            later_range: 0.08,
+            later_points: 5,
+        }
+    }
+}
+
+impl Alignment {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<()> {
+        if self.rounds > 0 && self.epochs == 0 {
+            return Err(Error::invalid(
+                "alignment.epochs",
+                "expected at least 1 epoch per round",
+            ));
+        }
+        if !(self.position_lr.is_finite() && self.position_lr >= 0.0) {
+            return Err(Error::invalid(
+                "alignment.position_lr",
+                format!(
+                    "expected a finite non-negative number, got {}",
+                    self.position_lr
+                ),
+            ));
+        }
+        if !(self.smoothing.is_finite() && self.smoothing >= 0.0) {
+            return Err(Error::invalid(
+                "alignment.smoothing",
+                format!("expected a width >= 0 px, got {}", self.smoothing),
+            ));
+        }
+        DistanceSearch {
+            range: self.later_range,
+            points: self.later_points,
+            ..DistanceSearch::default()
+        }
+        .validate()
+        .map_err(|e| Error::invalid("alignment.later_range / later_points", e.to_string()))
+    }
+}
+
+/// What one round ended with.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Round {
+    /// Distance (m) after the round's search.
+    pub distance: f64,
+    /// Median length of the position corrections (px).
+    pub median_correction: f64,
+    /// Loss of the last epoch of the position refinement.
+    pub loss: f64,
+    /// Seconds since the alignment started.
+    pub seconds: f64,
+    /// The round's distance search, if one ran.
+    pub search: Option<SearchResult>,
+}
+
+/// The result of the alignment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Aligned {
+    /// Distance (m) to start the main run from.
+    pub distance: f64,
+    /// Position corrections (J x 2 px) to start the main run from.
+    pub corrections: Array2<f64>,
+    /// One entry per completed round.
+    pub rounds: Vec<Round>,
+}
+
+/// Runs the alignment rounds of `gradient.alignment` on `data`.
+pub fn align(
+    data: &Dataset,
+    model_settings: &ModelSettings,
+    gradient: &GradientSettings,
+    control: &Control,
+) -> Result<Aligned> {
+    let settings = &gradient.alignment;
+    settings.validate()?;
+    let start = Instant::now();
+    let mut distance = data.geometry.refined_distance();
+    let mut corrections = Array2::zeros((data.len(), 2));
+    let mut rounds = Vec::with_capacity(settings.rounds);
+    let search_distance = gradient.distance.enabled && gradient.distance_search.enabled;
+    for round in 0..settings.rounds {
+        if control.should_stop() {
+            break;
+        }
+        let fraction = 1.0 - round as f64 / (settings.rounds.max(2) - 1) as f64;
+        let sigma = settings.smoothing * fraction;
+        let geometry = data.geometry.with_refined_distance(distance);
+        let (mut model, propagator) = Model::initial_with_geometry(data, model_settings, geometry)?;
+        model.corrections.assign(&corrections);
+        let objective = Objective::new(
+            data,
+            propagator,
+            gradient.loss,
+            model_settings.subpixel,
+            model_settings.modes,
+            gradient.batch,
+        );
+        let mut stage = gradient.clone();
+        stage.epochs = settings.epochs;
+        stage.distance.enabled = false;
+        stage.positions.lr = settings.position_lr;
+        stage.positions.start_epoch = 2;
+        stage.object_smoothing = sigma;
+        stage.object_smoothing_epochs = settings.epochs;
+        let quiet = Control {
+            on_epoch: &mut |_| {},
+            stop: control.stop,
+        };
+        let outcome = run_from(data, model, objective, &stage, quiet)?;
+        if let Some(why) = &outcome.stopped_early {
+            if control.should_stop() {
+                break;
+            }
+            return Err(Error::invalid(
+                "alignment",
+                format!("round {} stopped: {why}", round + 1),
+            ));
+        }
+        let rec = outcome.reconstruction;
+        corrections = &rec.positions - &rec.nominal_positions;
+        let search = if search_distance {
+            let mut s = gradient.distance_search.clone();
+            if round > 0 {
+                s.range = settings.later_range;
+                s.points = settings.later_points;
+            }
+            let found = distance_search::search(
+                data,
+                model_settings,
+                gradient,
+                &s,
+                distance,
+                Some(&corrections),
+                control,
+            )?;
+            if found.interior {
+                distance = found.distance;
+            }
+            Some(found)
+        } else {
+            None
+        };
+        let mut lengths: Vec<f64> = corrections.outer_iter().map(|c| c[0].hypot(c[1])).collect();
+        lengths.sort_by(f64::total_cmp);
+        let r = Round {
+            distance,
+            median_correction: lengths.get(lengths.len() / 2).copied().unwrap_or(0.0),
+            loss: rec.history.last().map_or(f64::NAN, |s| s.loss),
+            seconds: start.elapsed().as_secs_f64(),
+            search,
+        };
+        tracing::info!(
+            "alignment round {}: distance {:.6} m, median correction {:.2} px, loss {:.3e}",
+            round + 1,
+            r.distance,
+            r.median_correction,
+            r.loss
+        );
+        rounds.push(r);
+    }
+    Ok(Aligned {
+        distance,
+        corrections,
+        rounds,
+    })
+}
