@@ -12,8 +12,9 @@
 //! and positions, and refines the positions while the object gradient is smoothed by a Gaussian
 //! whose width falls to zero over the round (a smooth object cannot memorise wrong placements,
 //! and the next round forgets what this one memorised); then (2) searches the distance on the
-//! loss profile with the improved positions ([`super::distance_search`]), over the full range in
-//! the first round and a narrow one later. The smoothing of the first round falls linearly to
+//! loss profile with the improved positions ([`super::distance_search`]), over the full range
+//! until a search finds a minimum inside its interval, and over a narrow one after that (a
+//! narrow search whose lowest loss is at an end moves the distance to that end). The smoothing of the first round falls linearly to
 //! zero by the last.
 
 use crate::dataset::Dataset;
@@ -37,8 +38,9 @@ pub struct Alignment {
     pub epochs: usize,
     /// Position learning rate (px per step) in the rounds.
     pub position_lr: f64,
-    /// Object-gradient smoothing (px) at the start of the first round.
-    pub smoothing: f64,
+    /// Object-gradient smoothing (px) at the start of the first round; `None` = an eighth of
+    /// the frame (8 px for 64 x 64 frames, 16 px for 128 x 128).
+    pub smoothing: Option<f64>,
     /// Relative half-width of the distance searches after the first round.
     pub later_range: f64,
     /// Coarse trials of the distance searches after the first round.
@@ -51,7 +53,7 @@ impl Default for Alignment {
             rounds: 6,
             epochs: 100,
             position_lr: 0.2,
-            smoothing: 8.0,
+            smoothing: None,
             later_range: 0.08,
             later_points: 5,
         }
@@ -76,10 +78,10 @@ impl Alignment {
                 ),
             ));
         }
-        if !(self.smoothing.is_finite() && self.smoothing >= 0.0) {
+        if let Some(s) = self.smoothing.filter(|s| !(s.is_finite() && *s >= 0.0)) {
             return Err(Error::invalid(
                 "alignment.smoothing",
-                format!("expected a width >= 0 px, got {}", self.smoothing),
+                format!("expected a width >= 0 px, got {s}"),
             ));
         }
         DistanceSearch {
@@ -137,7 +139,7 @@ pub fn align(
             break;
         }
         let fraction = 1.0 - round as f64 / (settings.rounds.max(2) - 1) as f64;
-        let sigma = settings.smoothing * fraction;
+        let sigma = settings.smoothing.unwrap_or(data.frame() as f64 / 8.0) * fraction;
         let geometry = data.geometry.with_refined_distance(distance);
         let (mut model, propagator) = Model::initial_with_geometry(data, model_settings, geometry)?;
         model.corrections.assign(&corrections);
@@ -174,7 +176,11 @@ pub fn align(
         corrections = &rec.positions - &rec.nominal_positions;
         let search = if search_distance {
             let mut s = gradient.distance_search.clone();
-            if round > 0 {
+            // Narrow once a search has found an interior minimum.
+            let found_before = rounds
+                .iter()
+                .any(|r: &Round| r.search.as_ref().is_some_and(|f| f.interior));
+            if found_before {
                 s.range = settings.later_range;
                 s.points = settings.later_points;
             }
@@ -189,6 +195,14 @@ pub fn align(
             )?;
             if found.interior {
                 distance = found.distance;
+            } else if found_before {
+                // A narrow search that still slopes at its end: walk to that end; the next
+                // round searches around it.
+                distance = found
+                    .trials
+                    .iter()
+                    .min_by(|a, b| a.loss.total_cmp(&b.loss))
+                    .map_or(distance, |t| t.distance);
             }
             Some(found)
         } else {
@@ -217,4 +231,29 @@ pub fn align(
         corrections,
         rounds,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_bad_settings_by_name() {
+        let bad = Alignment {
+            smoothing: Some(f64::NAN),
+            ..Default::default()
+        };
+        assert!(bad.validate().unwrap_err().to_string().contains("smoothing"));
+        let bad = Alignment {
+            position_lr: -1.0,
+            ..Default::default()
+        };
+        assert!(bad.validate().unwrap_err().to_string().contains("position_lr"));
+        let bad = Alignment {
+            later_points: 1,
+            ..Default::default()
+        };
+        assert!(bad.validate().unwrap_err().to_string().contains("later_points"));
+        assert!(Alignment::default().validate().is_ok());
+    }
 }

@@ -7,7 +7,7 @@
 //! the rectangle must reach about `3 sigma` beyond the support of what is smoothed.
 
 use ndarray::{Array2, ArrayViewMut1};
-use num_complex::Complex32;
+use num_complex::{Complex32, Complex64};
 
 /// Half-width `r` (px) of the box (width `2r + 1`) whose three passes have standard deviation
 /// closest to `sigma`.
@@ -44,15 +44,17 @@ pub fn gaussian_rect(
     }
 }
 
-/// One box pass (mean over `2r + 1` samples, zeros outside) along a line.
-fn box_line(mut line: ArrayViewMut1<Complex32>, r: usize, buf: &mut Vec<Complex32>) {
+/// One box pass (mean over `2r + 1` samples, zeros outside) along a line, with an f64 running
+/// sum (rounding leaves at most ~1e-16 of the line's values where the exact result is zero).
+fn box_line(mut line: ArrayViewMut1<Complex32>, r: usize, buf: &mut Vec<Complex64>) {
     let n = line.len();
     buf.clear();
-    buf.extend(line.iter().copied());
-    let scale = 1.0 / (2 * r + 1) as f32;
-    let mut sum: Complex32 = buf[..(r + 1).min(n)].iter().sum();
+    buf.extend(line.iter().map(|v| Complex64::new(v.re as f64, v.im as f64)));
+    let scale = 1.0 / (2 * r + 1) as f64;
+    let mut sum: Complex64 = buf[..(r + 1).min(n)].iter().sum();
     for i in 0..n {
-        line[i] = sum * scale;
+        let v = sum * scale;
+        line[i] = Complex32::new(v.re as f32, v.im as f32);
         if i + r + 1 < n {
             sum += buf[i + r + 1];
         }
@@ -86,15 +88,17 @@ mod tests {
                 (var - want).abs() < 1e-3 * want,
                 "sigma {sigma}: {var} vs {want}"
             );
+            // Three boxes of half-width r have variance r (r + 1): sigma is met to half a pixel.
             assert!(
-                (var.sqrt() - sigma).abs() < 0.35,
+                (var.sqrt() - sigma).abs() < 0.55,
                 "sigma {sigma}: {}",
                 var.sqrt()
             );
-            // Nothing spreads beyond the reach.
+            // Nothing spreads beyond the reach (up to rounding of the running sums).
             let far = reach(sigma) + 1;
-            assert_eq!(img[[50, 50 + far]], Complex32::default());
-            assert_eq!(img[[50 - far, 50]], Complex32::default());
+            assert!(img[[50, 50 + far]].norm() < 1e-12);
+            assert!(img[[50 - far, 50]].norm() < 1e-12);
+            assert!(img[[50, 50 + far - 1]].norm() > 1e-9);
         }
     }
 
