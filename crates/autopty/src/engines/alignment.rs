@@ -243,17 +243,29 @@ mod tests {
             smoothing: Some(f64::NAN),
             ..Default::default()
         };
-        assert!(bad.validate().unwrap_err().to_string().contains("smoothing"));
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("smoothing"));
         let bad = Alignment {
             position_lr: -1.0,
             ..Default::default()
         };
-        assert!(bad.validate().unwrap_err().to_string().contains("position_lr"));
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("position_lr"));
         let bad = Alignment {
             later_points: 1,
             ..Default::default()
         };
-        assert!(bad.validate().unwrap_err().to_string().contains("later_points"));
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("later_points"));
         assert!(Alignment::default().validate().is_ok());
     }
 }

@@ -49,7 +49,10 @@ pub fn gaussian_rect(
 fn box_line(mut line: ArrayViewMut1<Complex32>, r: usize, buf: &mut Vec<Complex64>) {
     let n = line.len();
     buf.clear();
-    buf.extend(line.iter().map(|v| Complex64::new(v.re as f64, v.im as f64)));
+    buf.extend(
+        line.iter()
+            .map(|v| Complex64::new(v.re as f64, v.im as f64)),
+    );
     let scale = 1.0 / (2 * r + 1) as f64;
     let mut sum: Complex64 = buf[..(r + 1).min(n)].iter().sum();
     for i in 0..n {
