@@ -167,7 +167,13 @@ pub fn report_preparation(outcome: &Outcome, job: &Job) {
                 r.seconds
             );
             if let Some(found) = r.search.as_ref().filter(|f| !f.interior) {
-                warn_edge(found);
+                if (r.distance - found.distance).abs() > 0.0 {
+                    println!(
+                        "  (its distance search still sloped at the end of its interval: moved there)"
+                    );
+                } else {
+                    warn_edge(found);
+                }
             }
         }
     }
