@@ -19,11 +19,10 @@
 
 use crate::dataset::Dataset;
 use crate::engines::distance_search::{self, DistanceSearch, SearchResult};
-use crate::engines::gradient::{run_from, GradientSettings};
+use crate::engines::gradient::{fresh_start, run_from, GradientSettings};
 use crate::engines::Control;
 use crate::error::{Error, Result};
-use crate::model::{Model, ModelSettings};
-use crate::objective::Objective;
+use crate::model::ModelSettings;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -140,17 +139,8 @@ pub fn align(
         }
         let fraction = 1.0 - round as f64 / (settings.rounds.max(2) - 1) as f64;
         let sigma = settings.smoothing.unwrap_or(data.frame() as f64 / 8.0) * fraction;
-        let geometry = data.geometry.with_refined_distance(distance);
-        let (mut model, propagator) = Model::initial_with_geometry(data, model_settings, geometry)?;
-        model.corrections.assign(&corrections);
-        let objective = Objective::new(
-            data,
-            propagator,
-            gradient.loss,
-            model_settings.subpixel,
-            model_settings.modes,
-            gradient.batch,
-        );
+        let (model, objective) =
+            fresh_start(data, model_settings, gradient, distance, Some(&corrections))?;
         let mut stage = gradient.clone();
         stage.epochs = settings.epochs;
         stage.distance.enabled = false;

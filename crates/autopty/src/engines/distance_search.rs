@@ -19,11 +19,10 @@
 //! search is as good as the positions it starts from.
 
 use crate::dataset::Dataset;
-use crate::engines::gradient::{run_from, GradientSettings};
+use crate::engines::gradient::{fresh_start, run_from, GradientSettings};
 use crate::engines::Control;
 use crate::error::{Error, Result};
-use crate::model::{Model, ModelSettings};
-use crate::objective::Objective;
+use crate::model::ModelSettings;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
@@ -187,19 +186,8 @@ impl Context<'_, '_> {
             corrections,
             control,
         } = *self;
-        let geometry = data.geometry.with_refined_distance(distance);
-        let (mut model, propagator) = Model::initial_with_geometry(data, model_settings, geometry)?;
-        if let Some(c) = corrections {
-            model.corrections.assign(c);
-        }
-        let objective = Objective::new(
-            data,
-            propagator,
-            gradient.loss,
-            model_settings.subpixel,
-            model_settings.modes,
-            gradient.batch,
-        );
+        let (model, objective) =
+            fresh_start(data, model_settings, gradient, distance, corrections)?;
         let mut settings = gradient.clone();
         settings.epochs = search.epochs;
         settings.positions.enabled = false;

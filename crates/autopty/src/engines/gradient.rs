@@ -19,6 +19,7 @@ use crate::ops::{regularise, smooth};
 use crate::optim::{Optimizer, OptimizerKind};
 use crate::probe;
 use crate::reconstruction::{EpochStats, Reconstruction};
+use ndarray::Array2;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
@@ -211,9 +212,32 @@ pub fn run(
         distance = found.distance;
         searched = Some(found);
     }
+    let (model, objective) = fresh_start(
+        data,
+        model_settings,
+        settings,
+        distance,
+        corrections.as_ref(),
+    )?;
+    let mut outcome = run_from(data, model, objective, settings, control)?;
+    outcome.distance_search = searched;
+    outcome.alignment = aligned;
+    Ok(outcome)
+}
+
+/// A model built from scratch at `distance` (m), with the positions corrected by `corrections`
+/// (J x 2 px) when given, and its objective: the start of the run, of every alignment round and
+/// of every distance trial.
+pub fn fresh_start(
+    data: &Dataset,
+    model_settings: &ModelSettings,
+    settings: &GradientSettings,
+    distance: f64,
+    corrections: Option<&Array2<f64>>,
+) -> Result<(Model, Objective)> {
     let geometry = data.geometry.with_refined_distance(distance);
     let (mut model, propagator) = Model::initial_with_geometry(data, model_settings, geometry)?;
-    if let Some(c) = &corrections {
+    if let Some(c) = corrections {
         model.corrections.assign(c);
     }
     let objective = Objective::new(
@@ -224,10 +248,7 @@ pub fn run(
         model_settings.modes,
         settings.batch,
     );
-    let mut outcome = run_from(data, model, objective, settings, control)?;
-    outcome.distance_search = searched;
-    outcome.alignment = aligned;
-    Ok(outcome)
+    Ok((model, objective))
 }
 
 /// Runs the gradient engine from a given model and objective.
