@@ -157,6 +157,28 @@ pub fn run_job(data: &Dataset, job: &Job, output: &Path, quiet: bool) -> anyhow:
 
 /// Prints what ran before the main gradient run: the alignment rounds or the distance search.
 pub fn report_preparation(outcome: &Outcome, job: &Job) {
+    if let Some(r) = &outcome.registration {
+        let mut lengths: Vec<f64> = r
+            .corrections
+            .outer_iter()
+            .map(|c| c[0].hypot(c[1]))
+            .collect();
+        lengths.sort_by(f64::total_cmp);
+        println!(
+            "registration from the holograms: {} of {} neighbour pairs agree (median misfit {:.2} px), \
+             median position correction {:.2} px",
+            r.pairs_kept,
+            r.pairs,
+            r.median_misfit,
+            lengths.get(lengths.len() / 2).copied().unwrap_or(0.0)
+        );
+        if r.unregistered > 0 {
+            println!(
+                "  {} frames share no reliable pair with a neighbour and start at their nominal positions",
+                r.unregistered
+            );
+        }
+    }
     if let Some(aligned) = &outcome.alignment {
         for (k, r) in aligned.rounds.iter().enumerate() {
             println!(

@@ -119,18 +119,22 @@ pub struct Aligned {
     pub rounds: Vec<Round>,
 }
 
-/// Runs the alignment rounds of `gradient.alignment` on `data`.
+/// Runs the alignment rounds of `gradient.alignment` on `data`, starting from the position
+/// corrections `initial` (J x 2 px; none = nominal positions).
 pub fn align(
     data: &Dataset,
     model_settings: &ModelSettings,
     gradient: &GradientSettings,
+    initial: Option<&Array2<f64>>,
     control: &Control,
 ) -> Result<Aligned> {
     let settings = &gradient.alignment;
     settings.validate()?;
     let start = Instant::now();
     let mut distance = data.geometry.refined_distance();
-    let mut corrections = Array2::zeros((data.len(), 2));
+    let mut corrections = initial
+        .cloned()
+        .unwrap_or_else(|| Array2::zeros((data.len(), 2)));
     let mut rounds = Vec::with_capacity(settings.rounds);
     let search_distance = gradient.distance.enabled && gradient.distance_search.enabled;
     for round in 0..settings.rounds {

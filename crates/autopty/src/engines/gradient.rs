@@ -10,12 +10,14 @@
 use crate::dataset::Dataset;
 use crate::engines::alignment::{self, Alignment};
 use crate::engines::distance_search::{self, DistanceSearch};
+use crate::engines::registration::{self, Registration};
 use crate::engines::{Control, Outcome};
 use crate::error::{Error, Result};
+use crate::geometry::Regime;
 use crate::model::{Gradients, Model, ModelSettings};
 use crate::objective::Objective;
 use crate::ops::loss::LossKind;
-use crate::ops::{regularise, smooth};
+use crate::ops::{regularise, scan_affine, smooth};
 use crate::optim::{Optimizer, OptimizerKind};
 use crate::probe;
 use crate::reconstruction::{EpochStats, Reconstruction};
@@ -93,6 +95,10 @@ pub struct GradientSettings {
     pub probe_energy_weight: f64,
     /// Weight of the L1 penalty on position corrections (0 = off).
     pub position_l1: f64,
+    /// Keep the affine part (offset, scale, rotation, shear) of the scan at its starting value
+    /// while refining positions: in the near field a common scaling trades against the
+    /// distance and the probe's curvature (Fresnel scaling), so the data hardly pin it.
+    pub fix_scan_affine: bool,
     /// Stop when an epoch's loss exceeds this multiple of the first epoch's (divergence).
     pub divergence_factor: f64,
     /// Smoothing (px, standard deviation of a Gaussian) applied to the object gradient in the
@@ -102,6 +108,9 @@ pub struct GradientSettings {
     pub object_smoothing: f64,
     /// Epoch by which the object smoothing has fallen to zero.
     pub object_smoothing_epochs: usize,
+    /// Registration of the scan from the data alone before everything else (near field, when
+    /// the positions are refined).
+    pub registration: Registration,
     /// Search of the starting distance on the loss profile (when the distance is refined).
     pub distance_search: DistanceSearch,
     /// Rounds that recover large position (and distance) errors before the run (when the
@@ -130,10 +139,12 @@ impl Default for GradientSettings {
             object_modulus_weight: 0.0,
             probe_energy_weight: 0.0,
             position_l1: 0.0,
+            fix_scan_affine: true,
             divergence_factor: 100.0,
             lr_final_fraction: 0.1,
             object_smoothing: 0.0,
             object_smoothing_epochs: 100,
+            registration: Registration::default(),
             distance_search: DistanceSearch::default(),
             alignment: Alignment::default(),
         }
@@ -152,6 +163,7 @@ impl GradientSettings {
                 ),
             ));
         }
+        self.registration.validate()?;
         self.distance_search.validate()?;
         self.alignment.validate()?;
         if self.batch == 0 {
@@ -189,8 +201,30 @@ pub fn run(
     let mut corrections = None;
     let mut searched = None;
     let mut aligned = None;
+    let mut registered = None;
+    if settings.positions.enabled
+        && settings.registration.enabled
+        && data.geometry.regime == Regime::NearField
+    {
+        let nominal = data.positions_in_pixels(data.geometry.sample_pixel(), 0.0);
+        let r = registration::register(data, nominal.view(), &settings.registration)?;
+        tracing::info!(
+            "registration: {} of {} neighbour pairs kept, median misfit {:.2} px",
+            r.pairs_kept,
+            r.pairs,
+            r.median_misfit
+        );
+        corrections = Some(r.corrections.clone());
+        registered = Some(r);
+    }
     if settings.positions.enabled && settings.alignment.rounds > 0 {
-        let a = alignment::align(data, model_settings, settings, &control)?;
+        let a = alignment::align(
+            data,
+            model_settings,
+            settings,
+            corrections.as_ref(),
+            &control,
+        )?;
         distance = a.distance;
         corrections = Some(a.corrections.clone());
         aligned = Some(a);
@@ -201,7 +235,7 @@ pub fn run(
             settings,
             &settings.distance_search,
             distance,
-            None,
+            corrections.as_ref(),
             &control,
         )?;
         tracing::info!(
@@ -222,6 +256,7 @@ pub fn run(
     let mut outcome = run_from(data, model, objective, settings, control)?;
     outcome.distance_search = searched;
     outcome.alignment = aligned;
+    outcome.registration = registered;
     Ok(outcome)
 }
 
@@ -281,6 +316,8 @@ pub fn run_from(
     let mut first_loss = None;
     let mut stopped_early = None;
     let norm = objective.total_measured();
+    let reference_corrections = model.corrections.clone();
+    let nominal = model.nominal_positions();
 
     'epochs: for epoch in 1..=settings.epochs {
         order.shuffle(&mut rng);
@@ -407,6 +444,9 @@ pub fn run_from(
                 model.distance = z0 * (1.0 + u[0]);
             }
         }
+        if settings.fix_scan_affine && settings.positions.active(epoch) {
+            scan_affine::keep_affine_part(&mut model.corrections, &reference_corrections, &nominal);
+        }
         if settings.object_modulus_weight > 0.0 {
             // The penalty's gradient outside this epoch's windows was never stepped.
             grads.object.fill(Default::default());
@@ -456,5 +496,6 @@ pub fn run_from(
         stopped_early,
         distance_search: None,
         alignment: None,
+        registration: None,
     })
 }

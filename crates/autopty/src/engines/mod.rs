@@ -5,6 +5,7 @@
 pub mod alignment;
 pub mod distance_search;
 pub mod gradient;
+pub mod registration;
 
 use crate::reconstruction::{EpochStats, Reconstruction};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,4 +36,6 @@ pub struct Outcome {
     pub distance_search: Option<distance_search::SearchResult>,
     /// The alignment rounds that chose the starting positions and distance, if they ran.
     pub alignment: Option<alignment::Aligned>,
+    /// The registration of the scan from the data alone, if it ran.
+    pub registration: Option<registration::Registered>,
 }
