@@ -17,7 +17,7 @@ use crate::geometry::Regime;
 use crate::model::{Gradients, Model, ModelSettings};
 use crate::objective::Objective;
 use crate::ops::loss::LossKind;
-use crate::ops::{regularise, scan_affine, smooth};
+use crate::ops::{regularise, scan_scale, smooth};
 use crate::optim::{Optimizer, OptimizerKind};
 use crate::probe;
 use crate::reconstruction::{EpochStats, Reconstruction};
@@ -95,10 +95,10 @@ pub struct GradientSettings {
     pub probe_energy_weight: f64,
     /// Weight of the L1 penalty on position corrections (0 = off).
     pub position_l1: f64,
-    /// Keep the affine part (offset, scale, rotation, shear) of the scan at its starting value
-    /// while refining positions: in the near field a common scaling trades against the
-    /// distance and the probe's curvature (Fresnel scaling), so the data hardly pin it.
-    pub fix_scan_affine: bool,
+    /// Keep the offset and the isotropic scale of the scan at their starting values while
+    /// refining positions: in the near field a common scaling trades against the distance and
+    /// the probe's curvature (Fresnel scaling), so the data hardly pin it.
+    pub fix_scan_scale: bool,
     /// Stop when an epoch's loss exceeds this multiple of the first epoch's (divergence).
     pub divergence_factor: f64,
     /// Smoothing (px, standard deviation of a Gaussian) applied to the object gradient in the
@@ -139,7 +139,7 @@ impl Default for GradientSettings {
             object_modulus_weight: 0.0,
             probe_energy_weight: 0.0,
             position_l1: 0.0,
-            fix_scan_affine: true,
+            fix_scan_scale: true,
             divergence_factor: 100.0,
             lr_final_fraction: 0.1,
             object_smoothing: 0.0,
@@ -444,8 +444,12 @@ pub fn run_from(
                 model.distance = z0 * (1.0 + u[0]);
             }
         }
-        if settings.fix_scan_affine && settings.positions.active(epoch) {
-            scan_affine::keep_affine_part(&mut model.corrections, &reference_corrections, &nominal);
+        if settings.fix_scan_scale && settings.positions.active(epoch) {
+            scan_scale::keep_offset_and_scale(
+                &mut model.corrections,
+                &reference_corrections,
+                &nominal,
+            );
         }
         if settings.object_modulus_weight > 0.0 {
             // The penalty's gradient outside this epoch's windows was never stepped.

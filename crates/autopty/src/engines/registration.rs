@@ -40,7 +40,9 @@ pub struct Registration {
     pub refine_radius: f64,
     /// Width (px) of the Gaussian whose blur is subtracted from the features; `None` = N / 10.
     pub high_pass: Option<f64>,
-    /// Typical error (px) of the nominal positions: the prior's standard deviation.
+    /// Standard deviation (px) of the prior that ties each position to its nominal one: loose,
+    /// so that the pairs decide the scan's shape and scale, the prior only its offset and the
+    /// frames no reliable pair reaches.
     pub prior_sigma: f64,
 }
 
@@ -51,7 +53,7 @@ impl Default for Registration {
             search_radius: None,
             refine_radius: 6.0,
             high_pass: None,
-            prior_sigma: 10.0,
+            prior_sigma: 30.0,
         }
     }
 }
