@@ -93,6 +93,9 @@ mod tests {
             .unwrap();
         assert_eq!(EngineKind::of(&job).unwrap(), EngineKind::Rpie);
         assert_eq!(job.pie.rpie.alpha, 0.1);
+        for kind in EngineKind::ALL {
+            assert_eq!(kind.name().parse::<EngineKind>().unwrap(), kind);
+        }
         let err = Job::from_toml("engine = \"hio\"\n").unwrap_err();
         assert!(err.to_string().contains("hio"), "{err}");
         let err = Job::from_toml("[dm]\nbeta = 1.5\n").unwrap_err();

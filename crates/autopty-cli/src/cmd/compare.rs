@@ -57,6 +57,9 @@ pub struct Args {
     /// Number of probe modes.
     #[arg(long)]
     pub modes: Option<usize>,
+    /// Positions per minibatch of the gradient engine.
+    #[arg(long)]
+    pub batch: Option<usize>,
     /// No progress bars.
     #[arg(short, long)]
     pub quiet: bool,
@@ -110,6 +113,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             refine: args.refine.clone(),
             epochs: args.epochs,
             modes: args.modes,
+            batch: args.batch,
             ..Overrides::default()
         },
     )?;
@@ -320,6 +324,119 @@ fn write_loss_plot(path: &Path, recs: &[Reconstruction], rows: &[Row]) -> anyhow
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cmd::input::InputArgs;
+
+    #[test]
+    fn compares_engines_end_to_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = autopty::sim::preset("farfield").unwrap();
+        cfg.noise.poisson = false;
+        cfg.corruption.position_jitter = 0.0;
+        cfg.scan.points = 30;
+        let (data, truth) = autopty::sim::simulate(&cfg).unwrap();
+        let data_path = dir.path().join("data.cxi");
+        let truth_path = dir.path().join("data.truth.h5");
+        autopty::io::cxi::write(&data_path, &data).unwrap();
+        autopty::io::truth::write(&truth_path, &truth).unwrap();
+        let out = dir.path().join("cmp");
+        run(Args {
+            input: InputArgs {
+                dataset: data_path,
+                flip_x: false,
+                flip_y: false,
+                swap_xy: false,
+                regime: None,
+                source_distance: None,
+            },
+            output: out.clone(),
+            engines: vec!["adam".into(), "epie".into(), "dm".into()],
+            truth: Some(truth_path),
+            epochs: Some(3),
+            seconds: None,
+            config: None,
+            refine: Some(vec!["none".into()]),
+            modes: None,
+            batch: None,
+            quiet: true,
+        })
+        .unwrap();
+        for engine in ["adam", "epie", "dm"] {
+            let rec = autopty::io::outputs::read(&out.join(engine)).unwrap();
+            assert_eq!(rec.engine, engine);
+            assert_eq!(rec.history.len(), 3);
+            assert!(out.join(engine).join("score.json").exists());
+        }
+        let csv = std::fs::read_to_string(out.join("compare.csv")).unwrap();
+        let engines: Vec<&str> = csv
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').next().unwrap())
+            .collect();
+        assert_eq!(engines, ["adam", "epie", "dm"]);
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("compare.json")).unwrap())
+                .unwrap();
+        assert!(json[2]["score"]["ssim_magnitude"].as_f64().unwrap() > 0.0);
+        let png = std::fs::read(out.join("compare.png")).unwrap();
+        assert_eq!(&png[1..4], b"PNG");
+        // The IHDR chunk: width and height, big-endian, at bytes 16 and 20.
+        let height = u32::from_be_bytes(png[20..24].try_into().unwrap());
+        // Four rows (truth and three engines) of panels at least 64 px tall.
+        assert!(height > 4 * 64, "figure height {height}");
+        assert!(out.join("loss_vs_time.png").exists());
+    }
+
+    #[test]
+    fn a_time_budget_ends_every_engine_early() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = autopty::sim::preset("farfield").unwrap();
+        cfg.scan.points = 20;
+        let (data, _) = autopty::sim::simulate(&cfg).unwrap();
+        let data_path = dir.path().join("data.cxi");
+        autopty::io::cxi::write(&data_path, &data).unwrap();
+        let out = dir.path().join("cmp");
+        let args = |engines: Vec<String>, seconds: f64| Args {
+            input: InputArgs {
+                dataset: data_path.clone(),
+                flip_x: false,
+                flip_y: false,
+                swap_xy: false,
+                regime: None,
+                source_distance: None,
+            },
+            output: out.clone(),
+            engines,
+            truth: None,
+            epochs: None,
+            seconds: Some(seconds),
+            config: None,
+            refine: Some(vec!["none".into()]),
+            modes: None,
+            batch: None,
+            quiet: true,
+        };
+        run(args(vec!["rpie".into(), "raar".into()], 0.3)).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("compare.json")).unwrap())
+                .unwrap();
+        for (k, engine) in ["rpie", "raar"].into_iter().enumerate() {
+            let row = &json[k];
+            assert_eq!(row["engine"], engine);
+            // Ended by the budget: past it, but not by more than an epoch or so, and not
+            // counted as stopped early.
+            let seconds = row["seconds"].as_f64().unwrap();
+            assert!((0.3..3.0).contains(&seconds), "{engine}: {seconds} s");
+            assert!(row["stopped_early"].is_null(), "{row}");
+            let epochs = row["epochs"].as_u64().unwrap();
+            assert!((2..1000).contains(&epochs), "{engine}: {epochs} epochs");
+        }
+        let e = run(args(vec!["hio".into()], 1.0)).unwrap_err().to_string();
+        assert!(e.contains("hio"), "{e}");
+        let e = run(args(vec!["epie".into()], -1.0))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--seconds"), "{e}");
+    }
 
     #[test]
     fn scanned_region_is_cut_and_phase_levelled() {

@@ -280,3 +280,39 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!("outputs written to {}", args.output.display());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_reach_every_engine_and_bad_engines_are_named() {
+        let mut job = Job::default();
+        apply(
+            &mut job,
+            &Overrides {
+                engine: Some("rpie".into()),
+                refine: Some(vec!["none".into()]),
+                epochs: Some(7),
+                seed: Some(3),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(EngineKind::of(&job).unwrap(), EngineKind::Rpie);
+        assert_eq!(EngineKind::Rpie.epochs(&job), 7);
+        assert_eq!((job.gradient.epochs, job.dm.epochs), (7, 7));
+        assert_eq!((job.gradient.seed, job.pie.seed), (3, 3));
+        assert!(!job.pie.positions.enabled && !job.gradient.distance.enabled);
+        let e = apply(
+            &mut job,
+            &Overrides {
+                engine: Some("hio".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("hio") && e.contains("raar"), "{e}");
+    }
+}

@@ -465,3 +465,46 @@ impl Pass<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_bad_settings_by_name() {
+        assert!(DmSettings::default().validate().is_ok());
+        let bad = [
+            DmSettings {
+                beta: 0.0,
+                ..DmSettings::default()
+            },
+            DmSettings {
+                overlap_iterations: 0,
+                ..DmSettings::default()
+            },
+            DmSettings {
+                fourier_relax: 1.0,
+                ..DmSettings::default()
+            },
+            DmSettings {
+                unmeasured_damping: 1.2,
+                ..DmSettings::default()
+            },
+            DmSettings {
+                regularisation: 0.0,
+                ..DmSettings::default()
+            },
+        ];
+        let names = [
+            "beta",
+            "overlap_iterations",
+            "fourier_relax",
+            "unmeasured_damping",
+            "regularisation",
+        ];
+        for (s, name) in bad.iter().zip(names) {
+            let e = s.validate().unwrap_err().to_string();
+            assert!(e.contains(name), "{e}");
+        }
+    }
+}

@@ -90,7 +90,7 @@ impl Default for PiePositions {
     fn default() -> Self {
         PiePositions {
             enabled: true,
-            start_epoch: 10,
+            start_epoch: 2,
             step: 0.5,
             max_step: 0.5,
         }
@@ -457,4 +457,28 @@ fn position_step(
     };
     let d = [axis(0), axis(1)];
     (d[0].is_finite() && d[1].is_finite()).then_some(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_bad_settings_by_name() {
+        assert!(PieSettings::default().validate().is_ok());
+        let mut s = PieSettings::default();
+        s.epie.alpha = 0.0;
+        assert!(s.validate().unwrap_err().to_string().contains("epie alpha"));
+        let mut s = PieSettings::default();
+        s.rpie.beta = 1.5;
+        assert!(s.validate().unwrap_err().to_string().contains("rpie beta"));
+        let mut s = PieSettings::default();
+        s.positions.max_step = -1.0;
+        assert!(s.validate().unwrap_err().to_string().contains("max_step"));
+        let s = PieSettings {
+            divergence_factor: f64::NAN,
+            ..PieSettings::default()
+        };
+        assert!(s.validate().unwrap_err().to_string().contains("divergence"));
+    }
 }
