@@ -25,6 +25,9 @@ enum Command {
     Demo(cmd::demo::Args),
     /// Reconstruct a dataset: object, probe modes, positions and distance.
     Reconstruct(cmd::reconstruct::Args),
+    /// Run several engines (adam, epie, rpie, dm, ...) on one dataset from the same start and
+    /// compare them: table, figure, loss against time.
+    Compare(cmd::compare::Args),
 }
 
 fn main() {
@@ -35,6 +38,7 @@ fn main() {
         Command::Score(a) => cmd::score::run(a),
         Command::Reconstruct(a) => cmd::reconstruct::run(a),
         Command::Demo(a) => cmd::demo::run(a),
+        Command::Compare(a) => cmd::compare::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

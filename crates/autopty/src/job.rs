@@ -1,7 +1,7 @@
 //! A reconstruction job: every setting of a run, loadable from a TOML file.
 //!
 //! ```toml
-//! engine = "adam"          # adam | sgd (more engines: see `autopty reconstruct --help`)
+//! engine = "adam"          # adam | sgd | epie | rpie | dm | raar
 //! [model]
 //! modes = 1
 //! [gradient]
@@ -11,11 +11,19 @@
 //! distance = { enabled = true, lr = 0.002, start_epoch = 5 }
 //! [gradient.alignment]
 //! rounds = 6
+//! [pie]                     # ePIE and rPIE
+//! epochs = 200
+//! rpie = { alpha = 0.25, beta = 0.5 }
+//! [dm]                      # DM and RAAR
+//! beta = 1.0
 //! ```
 //!
 //! `examples/reconstruct.toml` lists every setting with its default.
 
+use crate::engines::dm::DmSettings;
 use crate::engines::gradient::GradientSettings;
+use crate::engines::pie::PieSettings;
+use crate::engines::EngineKind;
 use crate::error::{Error, Result};
 use crate::model::ModelSettings;
 use serde::{Deserialize, Serialize};
@@ -31,6 +39,10 @@ pub struct Job {
     pub model: ModelSettings,
     /// Gradient engine settings.
     pub gradient: GradientSettings,
+    /// ePIE and rPIE settings.
+    pub pie: PieSettings,
+    /// DM and RAAR settings.
+    pub dm: DmSettings,
 }
 
 impl Job {
@@ -47,8 +59,16 @@ impl Job {
     pub fn from_toml(text: &str) -> Result<Job> {
         let job: Job =
             toml::from_str(text).map_err(|e| Error::invalid("TOML job", e.to_string()))?;
-        job.gradient.validate()?;
+        job.validate()?;
         Ok(job)
+    }
+
+    /// Checks the engine name and every engine's settings.
+    pub fn validate(&self) -> Result<()> {
+        EngineKind::of(self)?;
+        self.gradient.validate()?;
+        self.pie.validate()?;
+        self.dm.validate()
     }
 }
 
@@ -69,6 +89,19 @@ mod tests {
         assert!(err.to_string().contains("learning_rate"), "{err}");
         let err = Job::from_toml("[gradient]\nbatch = 0\n").unwrap_err();
         assert!(err.to_string().contains("batch"), "{err}");
+        let job = Job::from_toml("engine = \"rpie\"\n[pie]\nrpie = { alpha = 0.1, beta = 1.0 }\n")
+            .unwrap();
+        assert_eq!(EngineKind::of(&job).unwrap(), EngineKind::Rpie);
+        assert_eq!(job.pie.rpie.alpha, 0.1);
+        for kind in EngineKind::ALL {
+            assert_eq!(kind.name().parse::<EngineKind>().unwrap(), kind);
+        }
+        let err = Job::from_toml("engine = \"hio\"\n").unwrap_err();
+        assert!(err.to_string().contains("hio"), "{err}");
+        let err = Job::from_toml("[dm]\nbeta = 1.5\n").unwrap_err();
+        assert!(err.to_string().contains("beta"), "{err}");
+        let err = Job::from_toml("[pie]\nrpie = { alpha = 0.1 }\n").unwrap_err();
+        assert!(err.to_string().contains("beta"), "{err}");
     }
 
     #[test]

@@ -248,6 +248,47 @@ impl Propagator {
     }
 }
 
+impl Propagator {
+    /// Side of the grid on which propagation is unitary: the padded size in near field, N in
+    /// far field. The detector records the central N x N window of the field on this grid.
+    pub fn full_size(&self) -> usize {
+        match self {
+            Propagator::Far(f) => f.fft.n(),
+            Propagator::Near(p) => p.padded,
+        }
+    }
+
+    /// Unitary propagation of an exit wave on the full grid (`full_size`^2 values, overwritten
+    /// by the field on the full detector-plane grid), moved by `-s` as in
+    /// [`Propagator::forward_moved`]; cropping the central N x N window gives `forward_moved`
+    /// of the window's exit wave when the wave is zero outside it. Used where an exact
+    /// projection onto the measured modulus is needed (difference map).
+    pub fn forward_full(&self, field: &mut [Complex32], s: [f64; 2], work: &mut PropWork) {
+        match self {
+            Propagator::Far(f) => f.fft.forward_centred(field, &mut work.fft),
+            Propagator::Near(p) => {
+                p.fft.forward(field, &mut work.fft);
+                p.fill_ramps(s, &mut work.ramps);
+                p.apply_transfer(field, &work.ramps, false);
+                p.fft.inverse(field, &mut work.fft);
+            }
+        }
+    }
+
+    /// Inverse (and adjoint) of [`Propagator::forward_full`].
+    pub fn inverse_full(&self, field: &mut [Complex32], s: [f64; 2], work: &mut PropWork) {
+        match self {
+            Propagator::Far(f) => f.fft.inverse_centred(field, &mut work.fft),
+            Propagator::Near(p) => {
+                p.fft.forward(field, &mut work.fft);
+                p.fill_ramps(s, &mut work.ramps);
+                p.apply_transfer(field, &work.ramps, true);
+                p.fft.inverse(field, &mut work.fft);
+            }
+        }
+    }
+}
+
 impl NearField {
     /// Padded FFT size.
     pub fn padded(&self) -> usize {
@@ -453,6 +494,34 @@ mod tests {
         check_adjoint(&Propagator::far(32));
         check_adjoint(&Propagator::near(32, 1e-9, 0.1, 1e-6));
         check_adjoint(&Propagator::near_padded(30, 30, 1e-9, 0.05, 1e-6));
+    }
+
+    #[test]
+    fn full_grid_propagation_crops_to_the_moved_forward() {
+        let p = Propagator::near(32, 1e-9, 0.05, 1e-6);
+        let (n, np) = (p.n(), p.full_size());
+        assert!(np > n);
+        let o = (np - n) / 2;
+        let x = random(n * n, 11);
+        let s = [0.3, -0.2];
+        let mut work = p.work();
+        let mut want = x.clone();
+        p.forward_moved(&mut want, &mut [], s, &mut work);
+        let mut full = vec![Complex32::default(); np * np];
+        for r in 0..n {
+            full[(r + o) * np + o..(r + o) * np + o + n].copy_from_slice(&x[r * n..(r + 1) * n]);
+        }
+        let before = full.clone();
+        p.forward_full(&mut full, s, &mut work);
+        for r in 0..n {
+            for c in 0..n {
+                let d = full[(r + o) * np + o + c] - want[r * n + c];
+                assert!(d.norm() < 1e-5, "({r}, {c}): {d}");
+            }
+        }
+        p.inverse_full(&mut full, s, &mut work);
+        let err: f32 = full.iter().zip(&before).map(|(a, b)| (a - b).norm()).sum();
+        assert!(err < 1e-3, "round trip error {err}");
     }
 
     #[test]

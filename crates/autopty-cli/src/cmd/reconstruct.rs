@@ -3,13 +3,13 @@
 use super::input::InputArgs;
 use anyhow::{bail, Context};
 use autopty::engines::distance_search::SearchResult;
-use autopty::engines::{gradient, Control, Outcome};
+use autopty::engines::{self, Control, EngineKind, Outcome};
 use autopty::io::outputs;
 use autopty::job::Job;
-use autopty::optim::OptimizerKind;
 use autopty::{Dataset, EpochStats};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Arguments of `autopty reconstruct`.
 #[derive(clap::Args)]
@@ -22,13 +22,15 @@ pub struct Args {
     /// TOML job file with every setting (command-line flags override it).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Engine: adam (gradient engine with Adam) or sgd (plain gradient descent).
+    /// Engine: adam (gradient engine with Adam), sgd (plain gradient descent), epie, rpie, dm or
+    /// raar. Settings of each are in the job file's [gradient], [pie] and [dm] tables.
     #[arg(long)]
     pub engine: Option<String>,
-    /// Setup parameters to refine: any of positions,distance, or none.
+    /// Setup parameters to refine: any of positions,distance, or none. The classical engines
+    /// keep the distance; ePIE and rPIE refine positions, DM and RAAR do not.
     #[arg(long, value_delimiter = ',')]
     pub refine: Option<Vec<String>>,
-    /// Number of epochs.
+    /// Number of epochs (of whichever engine runs).
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Positions per minibatch.
@@ -37,7 +39,7 @@ pub struct Args {
     /// Number of probe modes.
     #[arg(long)]
     pub modes: Option<usize>,
-    /// Seed of the minibatch shuffling.
+    /// Seed of the minibatch shuffling (and of the ePIE/rPIE position order).
     #[arg(long)]
     pub seed: Option<u64>,
     /// No progress bar.
@@ -75,9 +77,12 @@ pub fn apply(job: &mut Job, o: &Overrides) -> anyhow::Result<()> {
         }
         job.gradient.positions.enabled = positions;
         job.gradient.distance.enabled = distance;
+        job.pie.positions.enabled = positions;
     }
     if let Some(v) = o.epochs {
         job.gradient.epochs = v;
+        job.pie.epochs = v;
+        job.dm.epochs = v;
     }
     if let Some(v) = o.batch {
         job.gradient.batch = v;
@@ -87,21 +92,45 @@ pub fn apply(job: &mut Job, o: &Overrides) -> anyhow::Result<()> {
     }
     if let Some(v) = o.seed {
         job.gradient.seed = v;
+        job.pie.seed = v;
     }
-    match job.engine.as_deref().unwrap_or("adam") {
-        "adam" => job.gradient.optimizer = OptimizerKind::Adam,
-        "sgd" => job.gradient.optimizer = OptimizerKind::Sgd,
-        other => bail!("unknown engine '{other}' (expected adam or sgd)"),
-    }
-    job.gradient.validate()?;
+    job.validate()?;
     Ok(())
 }
 
 /// Runs the job's engine on `data` with a progress bar, writes the outputs into `output`.
 pub fn run_job(data: &Dataset, job: &Job, output: &Path, quiet: bool) -> anyhow::Result<Outcome> {
-    let epochs = job.gradient.epochs as u64;
+    Ok(run_job_with(data, job, output, quiet, None)?.0)
+}
+
+/// [`run_job`] with an optional wall-clock budget (s): the run ends after the first epoch that
+/// ends past it (a run that ends so is not "stopped early"). Also returns the wall-clock
+/// seconds of the whole run, preparation (alignment, distance search) included.
+pub fn run_job_with(
+    data: &Dataset,
+    job: &Job,
+    output: &Path,
+    quiet: bool,
+    budget: Option<f64>,
+) -> anyhow::Result<(Outcome, f64)> {
+    let kind = EngineKind::of(job)?;
+    let epochs = kind.epochs(job) as u64;
     let g = &job.gradient;
-    if !quiet && g.positions.enabled && g.alignment.rounds > 0 {
+    if !kind.is_gradient() {
+        if !quiet {
+            eprintln!(
+                "{}: the distance stays at {:.6} m{}",
+                kind.name(),
+                data.geometry.refined_distance(),
+                match kind {
+                    EngineKind::Epie | EngineKind::Rpie if job.pie.positions.enabled => {
+                        "; positions are refined"
+                    }
+                    _ => "; positions stay as given",
+                }
+            );
+        }
+    } else if !quiet && g.positions.enabled && g.alignment.rounds > 0 {
         eprintln!(
             "aligning positions{}: {} rounds of {} epochs{} before the main run ...",
             if g.distance.enabled {
@@ -130,7 +159,12 @@ pub fn run_job(data: &Dataset, job: &Job, output: &Path, quiet: bool) -> anyhow:
             .expect("valid template")
             .progress_chars("=> "),
     );
+    let start = std::time::Instant::now();
+    let out_of_time = AtomicBool::new(false);
     let mut on_epoch = |s: &EpochStats| {
+        if budget.is_some_and(|b| start.elapsed().as_secs_f64() >= b) {
+            out_of_time.store(true, Ordering::Relaxed);
+        }
         bar.set_position(s.epoch as u64);
         bar.set_message(format!(
             "loss {:.4e}  distance {:.5} m  median correction {:.2} px",
@@ -139,10 +173,19 @@ pub fn run_job(data: &Dataset, job: &Job, output: &Path, quiet: bool) -> anyhow:
     };
     let control = Control {
         on_epoch: &mut on_epoch,
-        stop: None,
+        stop: Some(&out_of_time),
     };
-    let outcome = gradient::run(data, &job.model, &job.gradient, control)?;
+    let mut outcome = engines::run(data, job, kind, control)?;
+    let seconds = start.elapsed().as_secs_f64();
     bar.finish();
+    if out_of_time.load(Ordering::Relaxed)
+        && outcome
+            .stopped_early
+            .as_deref()
+            .is_some_and(|why| why.starts_with("interrupted"))
+    {
+        outcome.stopped_early = None;
+    }
     outputs::write(
         output,
         &outcome.reconstruction,
@@ -152,7 +195,7 @@ pub fn run_job(data: &Dataset, job: &Job, output: &Path, quiet: bool) -> anyhow:
     if let Some(why) = &outcome.stopped_early {
         eprintln!("warning: the run stopped early: {why}");
     }
-    Ok(outcome)
+    Ok((outcome, seconds))
 }
 
 /// Prints what ran before the main gradient run: the alignment rounds or the distance search.
@@ -258,4 +301,40 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     println!("outputs written to {}", args.output.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_reach_every_engine_and_bad_engines_are_named() {
+        let mut job = Job::default();
+        apply(
+            &mut job,
+            &Overrides {
+                engine: Some("rpie".into()),
+                refine: Some(vec!["none".into()]),
+                epochs: Some(7),
+                seed: Some(3),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(EngineKind::of(&job).unwrap(), EngineKind::Rpie);
+        assert_eq!(EngineKind::Rpie.epochs(&job), 7);
+        assert_eq!((job.gradient.epochs, job.dm.epochs), (7, 7));
+        assert_eq!((job.gradient.seed, job.pie.seed), (3, 3));
+        assert!(!job.pie.positions.enabled && !job.gradient.distance.enabled);
+        let e = apply(
+            &mut job,
+            &Overrides {
+                engine: Some("hio".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("hio") && e.contains("raar"), "{e}");
+    }
 }

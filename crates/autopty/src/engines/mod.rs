@@ -4,9 +4,18 @@
 
 pub mod alignment;
 pub mod distance_search;
+pub mod dm;
+mod epochs;
+pub mod exit_wave;
 pub mod gradient;
+mod overlap;
+pub mod pie;
 pub mod registration;
 
+use crate::dataset::Dataset;
+use crate::error::{Error, Result};
+use crate::job::Job;
+use crate::optim::OptimizerKind;
 use crate::reconstruction::{EpochStats, Reconstruction};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -38,4 +47,99 @@ pub struct Outcome {
     pub alignment: Option<alignment::Aligned>,
     /// The registration of the scan from the data alone, if it ran.
     pub registration: Option<registration::Registered>,
+}
+
+/// The engines a job can name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineKind {
+    /// Gradient engine with Adam ([`gradient`]).
+    Adam,
+    /// Gradient engine with plain gradient descent.
+    Sgd,
+    /// ePIE ([`pie`]).
+    Epie,
+    /// rPIE ([`pie`]).
+    Rpie,
+    /// Difference map ([`dm`]).
+    Dm,
+    /// RAAR ([`dm`]).
+    Raar,
+}
+
+impl EngineKind {
+    /// Every engine, in the order of the help texts.
+    pub const ALL: [EngineKind; 6] = [
+        EngineKind::Adam,
+        EngineKind::Sgd,
+        EngineKind::Epie,
+        EngineKind::Rpie,
+        EngineKind::Dm,
+        EngineKind::Raar,
+    ];
+
+    /// The name in job files, on the command line and in outputs.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Adam => "adam",
+            EngineKind::Sgd => "sgd",
+            EngineKind::Epie => "epie",
+            EngineKind::Rpie => "rpie",
+            EngineKind::Dm => "dm",
+            EngineKind::Raar => "raar",
+        }
+    }
+
+    /// The engine a job names (`adam` when it names none).
+    pub fn of(job: &Job) -> Result<EngineKind> {
+        job.engine.as_deref().unwrap_or("adam").parse()
+    }
+
+    /// Epochs the job gives this engine.
+    pub fn epochs(self, job: &Job) -> usize {
+        match self {
+            EngineKind::Adam | EngineKind::Sgd => job.gradient.epochs,
+            EngineKind::Epie | EngineKind::Rpie => job.pie.epochs,
+            EngineKind::Dm | EngineKind::Raar => job.dm.epochs,
+        }
+    }
+
+    /// True for the gradient engine, which refines the distance and runs the alignment rounds.
+    pub fn is_gradient(self) -> bool {
+        matches!(self, EngineKind::Adam | EngineKind::Sgd)
+    }
+}
+
+impl std::str::FromStr for EngineKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        EngineKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s.trim())
+            .ok_or_else(|| {
+                let names: Vec<&str> = EngineKind::ALL.iter().map(|k| k.name()).collect();
+                Error::invalid(
+                    "engine",
+                    format!("unknown engine '{s}'; expected one of {}", names.join(", ")),
+                )
+            })
+    }
+}
+
+/// Runs engine `kind` on `data` with the settings of `job`, from the job's initial model.
+pub fn run(data: &Dataset, job: &Job, kind: EngineKind, control: Control) -> Result<Outcome> {
+    match kind {
+        EngineKind::Adam | EngineKind::Sgd => {
+            let mut settings = job.gradient.clone();
+            settings.optimizer = if kind == EngineKind::Adam {
+                OptimizerKind::Adam
+            } else {
+                OptimizerKind::Sgd
+            };
+            gradient::run(data, &job.model, &settings, control)
+        }
+        EngineKind::Epie => pie::run(data, &job.model, &job.pie, pie::PieVariant::Epie, control),
+        EngineKind::Rpie => pie::run(data, &job.model, &job.pie, pie::PieVariant::Rpie, control),
+        EngineKind::Dm => dm::run(data, &job.model, &job.dm, dm::DmVariant::Dm, control),
+        EngineKind::Raar => dm::run(data, &job.model, &job.dm, dm::DmVariant::Raar, control),
+    }
 }

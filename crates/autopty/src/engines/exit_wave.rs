@@ -1,0 +1,384 @@
+//! Exit-wave machinery shared by the classical engines ([`super::pie`], [`super::dm`]): the
+//! measured patterns, where each view sits in the object, the probe moved by a sub-pixel shift,
+//! and the modulus constraint with a multimode probe.
+//!
+//! **Views.** The classical engines use the same sub-pixel model as the gradient engine
+//! ([`crate::objective`]). With [`Subpixel::Fourier`] the object is read at the integer corner
+//! `k` nearest to the position `p` and the probe is moved by the remainder `s = p - k`:
+//! `P_s = IFFT(FFT(P) D_s)`, `D_s(f) = exp(-2 pi i f.s)`; the exit wave `psi_m = P_s,m O_k` is
+//! propagated with the move undone in the propagator ([`Propagator::forward_moved`]). With
+//! [`Subpixel::Bilinear`] the object patch is interpolated bilinearly and the probe is not moved.
+//! Because the probe move is unitary, an engine can keep the probe as spectra `FFT(P_m)`: a
+//! change `dP_s` of the moved probe changes them by `conj(D_s) FFT(dP_s)`, which costs one FFT
+//! per mode.
+//!
+//! **Modulus constraint** (Thibault & Menzel 2013 for the modes). With `Psi_m = A psi_m` (A the
+//! moved propagator) the constraint scales every mode by the same factor,
+//! `Psi'_m = Psi_m sqrt(I_meas) / sqrt(sum_k |Psi_k|^2)` on valid pixels (`Psi' = Psi` on masked
+//! ones), and the exit-wave correction is `chi_m = A^H (Psi'_m - Psi_m)`. For a unitary
+//! propagator (far field, near field without padding) `psi + chi` is the projection onto the
+//! measured modulus; with padding it is the least-squares correction. Since the amplitude loss
+//! `L = sum (sqrt(I) - sqrt(I_meas))^2` has detector gradient `g_m = 2 (Psi_m - Psi'_m)`, the
+//! correction is `-1/2` times the loss gradient with respect to the exit wave, computed by the
+//! same code as the gradient engine's ([`loss_and_gradient`]), so every engine reports the same
+//! loss.
+
+use crate::dataset::Dataset;
+use crate::fft::{freq_index, Fft2, FftWork};
+use crate::model::{Model, Subpixel};
+use crate::ops::loss::{loss_and_gradient, LossKind, Measured};
+use crate::ops::sampler::{sample, scatter_add, Placement};
+use crate::propagate::{PropWork, Propagator};
+use ndarray::{Array2, Array3, Axis};
+use num_complex::Complex32;
+use std::f64::consts::TAU;
+
+/// The measured patterns in the form the modulus constraint reads them.
+pub struct Patterns {
+    amplitude: Array3<f32>,
+    intensity: Array3<f32>,
+    mask: Vec<f32>,
+    total: f64,
+}
+
+impl Patterns {
+    /// Square roots, intensities and mask weights of `data`.
+    pub fn new(data: &Dataset) -> Self {
+        let intensity = data.intensities.as_standard_layout().into_owned();
+        let mask: Vec<f32> = data.mask.iter().map(|&m| f32::from(u8::from(m))).collect();
+        let total = intensity
+            .outer_iter()
+            .map(|f| {
+                f.iter()
+                    .zip(&mask)
+                    .map(|(v, m)| (*v * m) as f64)
+                    .sum::<f64>()
+            })
+            .sum::<f64>()
+            .max(1e-30);
+        Patterns {
+            amplitude: intensity.mapv(|v| v.max(0.0).sqrt()),
+            intensity,
+            mask,
+            total,
+        }
+    }
+
+    /// Pattern j.
+    pub fn get(&self, j: usize) -> Measured<'_> {
+        Measured {
+            amplitude: self
+                .amplitude
+                .index_axis(Axis(0), j)
+                .to_slice()
+                .expect("standard layout"),
+            intensity: self
+                .intensity
+                .index_axis(Axis(0), j)
+                .to_slice()
+                .expect("standard layout"),
+            mask: &self.mask,
+        }
+    }
+
+    /// Measured photons over valid pixels of all patterns: the normaliser of reported losses
+    /// (the same as [`crate::objective::Objective::total_measured`]).
+    pub fn total_measured(&self) -> f64 {
+        self.total
+    }
+}
+
+/// Where view j reads the object, and the sub-pixel remainder the probe is moved by.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct View {
+    /// Window corner (and bilinear weights for [`Subpixel::Bilinear`]).
+    pub placement: Placement,
+    /// Probe move `s` (px, (row, col)); zero for the bilinear sampler and clamped windows.
+    pub shift: [f64; 2],
+    /// The position lay outside the object and was clamped.
+    pub clamped: bool,
+}
+
+impl View {
+    /// The view of position j of `model`, placed as the gradient engine places it.
+    pub fn of(model: &Model, j: usize, subpixel: Subpixel) -> View {
+        let n = model.frame();
+        let (h, w) = model.object.dim();
+        let [y, x] = model.position(j);
+        match subpixel {
+            Subpixel::Fourier => {
+                let (placement, shift, clamped) = Placement::nearest(y, x, n, h, w);
+                View {
+                    placement,
+                    shift,
+                    clamped,
+                }
+            }
+            Subpixel::Bilinear => {
+                let (placement, clamped) = Placement::new(y, x, n, h, w);
+                View {
+                    placement,
+                    shift: [0.0; 2],
+                    clamped,
+                }
+            }
+        }
+    }
+
+    /// True when the window sits at whole pixels (no interpolation).
+    pub fn is_integer(&self) -> bool {
+        self.placement.fy == 0.0 && self.placement.fx == 0.0
+    }
+
+    /// Reads the object patch (n x n) this view sees.
+    pub fn read(&self, object: &Array2<Complex32>, n: usize, patch: &mut [Complex32]) {
+        sample(object, self.placement, n, patch);
+    }
+
+    /// Adds a patch-shaped change to the object: directly at whole pixels, through the
+    /// sampler's adjoint (bilinear weights) otherwise.
+    pub fn add(&self, object: &mut Array2<Complex32>, n: usize, change: &[Complex32]) {
+        if self.is_integer() {
+            let w = object.ncols();
+            let obj = object.as_slice_mut().expect("contiguous object");
+            let (r0, c0) = (self.placement.row, self.placement.col);
+            for (r, row) in change.chunks_exact(n).enumerate() {
+                let start = (r0 + r) * w + c0;
+                for (o, d) in obj[start..start + n].iter_mut().zip(row) {
+                    *o += d;
+                }
+            }
+        } else {
+            scatter_add(object, self.placement, n, change);
+        }
+    }
+}
+
+/// The separable phase ramp `D_s = exp(-2 pi i f.s)` of a probe move.
+pub struct Ramp {
+    y: Vec<Complex32>,
+    x: Vec<Complex32>,
+}
+
+/// Moves probe modes by sub-pixel amounts through their spectra (the convention of
+/// [`crate::ops::shift`]: unitary FFT, `moved(r) = P(r - s)`).
+#[derive(Clone, Debug)]
+pub struct ProbeShifter {
+    n: usize,
+    fft: Fft2,
+    freq: Vec<f64>,
+}
+
+impl ProbeShifter {
+    /// For N x N modes.
+    pub fn new(n: usize) -> Self {
+        ProbeShifter {
+            n,
+            fft: Fft2::new(n),
+            freq: (0..n).map(|k| freq_index(k, n) / n as f64).collect(),
+        }
+    }
+
+    /// FFT buffers for one thread.
+    pub fn work(&self) -> FftWork {
+        self.fft.work()
+    }
+
+    /// The ramp of a move by `s` px.
+    pub fn ramp(&self, s: [f64; 2]) -> Ramp {
+        let axis = |v: f64| {
+            self.freq
+                .iter()
+                .map(|&f| {
+                    let ph = -TAU * f * v;
+                    Complex32::new(ph.cos() as f32, ph.sin() as f32)
+                })
+                .collect()
+        };
+        Ramp {
+            y: axis(s[0]),
+            x: axis(s[1]),
+        }
+    }
+
+    /// Spectra of every mode of `probe` (M * nn values) into `spectra`.
+    pub fn to_spectra(&self, probe: &[Complex32], spectra: &mut [Complex32], work: &mut FftWork) {
+        spectra.copy_from_slice(probe);
+        for s in spectra.chunks_exact_mut(self.n * self.n) {
+            self.fft.forward(s, work);
+        }
+    }
+
+    /// The modes whose spectra are given (inverse of [`ProbeShifter::to_spectra`]).
+    pub fn to_frames(&self, spectra: &[Complex32], probe: &mut [Complex32], work: &mut FftWork) {
+        probe.copy_from_slice(spectra);
+        for p in probe.chunks_exact_mut(self.n * self.n) {
+            self.fft.inverse(p, work);
+        }
+    }
+
+    /// The moved modes `IFFT(spectrum_m D_s)` into `out`.
+    pub fn moved(
+        &self,
+        spectra: &[Complex32],
+        ramp: &Ramp,
+        out: &mut [Complex32],
+        work: &mut FftWork,
+    ) {
+        let n = self.n;
+        for (o, s) in out.chunks_exact_mut(n * n).zip(spectra.chunks_exact(n * n)) {
+            for r in 0..n {
+                let ry = ramp.y[r];
+                for c in 0..n {
+                    o[r * n + c] = s[r * n + c] * (ry * ramp.x[c]);
+                }
+            }
+            self.fft.inverse(o, work);
+        }
+    }
+
+    /// Adds to `spectra` the change `conj(D_s) FFT(delta_m)` that a change `delta` of the moved
+    /// modes makes to the unmoved ones (`delta` is overwritten by its spectrum).
+    pub fn add_moved_change(
+        &self,
+        delta: &mut [Complex32],
+        ramp: &Ramp,
+        spectra: &mut [Complex32],
+        work: &mut FftWork,
+    ) {
+        let n = self.n;
+        for (d, s) in delta
+            .chunks_exact_mut(n * n)
+            .zip(spectra.chunks_exact_mut(n * n))
+        {
+            self.fft.forward(d, work);
+            for r in 0..n {
+                let ry = ramp.y[r].conj();
+                for c in 0..n {
+                    s[r * n + c] += d[r * n + c] * (ry * ramp.x[c].conj());
+                }
+            }
+        }
+    }
+}
+
+/// Replaces the exit waves `waves` (M modes of nn values) of a view moved by `s` with their
+/// corrections `chi_m = A^H (Psi'_m - Psi_m)` (module docs) and returns the amplitude loss of
+/// the waves as given.
+pub fn modulus_correction(
+    propagator: &Propagator,
+    waves: &mut [Complex32],
+    nn: usize,
+    s: [f64; 2],
+    data: Measured,
+    work: &mut PropWork,
+) -> f64 {
+    for f in waves.chunks_exact_mut(nn) {
+        propagator.forward_moved(f, &mut [], s, work);
+    }
+    let loss = loss_and_gradient(LossKind::Amplitude, waves, nn, data);
+    for f in waves.chunks_exact_mut(nn) {
+        propagator.adjoint_moved(f, None, s, work);
+        for v in f.iter_mut() {
+            *v *= -0.5;
+        }
+    }
+    loss
+}
+
+/// Largest value of `sum_m |P_m|^2` over the frame (M modes of nn values).
+pub fn max_mode_power(probe: &[Complex32], nn: usize) -> f32 {
+    (0..nn)
+        .map(|i| {
+            (i..probe.len())
+                .step_by(nn)
+                .map(|k| probe[k].norm_sqr())
+                .sum::<f32>()
+        })
+        .fold(0.0, f32::max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::shift::FourierShift;
+
+    fn frame(n: usize, seed: u32) -> Vec<Complex32> {
+        (0..n * n)
+            .map(|i| {
+                let t = (i as f32 * 0.37 + seed as f32).sin();
+                Complex32::new(t, (i as f32 * 0.11 - seed as f32).cos())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn moved_probe_matches_the_gradient_engines_shift() {
+        let n = 16;
+        let p = frame(n, 1);
+        let ps = ProbeShifter::new(n);
+        let mut work = ps.work();
+        let mut spec = vec![Complex32::default(); n * n];
+        ps.to_spectra(&p, &mut spec, &mut work);
+        let s = [0.3, -0.45];
+        let mut ours = vec![Complex32::default(); n * n];
+        ps.moved(&spec, &ps.ramp(s), &mut ours, &mut work);
+        let fs = FourierShift::new(n);
+        let mut theirs = vec![Complex32::default(); n * n];
+        fs.shift(&spec, &fs.ramp(s), &mut theirs, &mut work);
+        for (a, b) in ours.iter().zip(&theirs) {
+            assert!((a - b).norm() < 1e-6, "{a} vs {b}");
+        }
+        // A change of the moved probe, moved back, changes the unmoved probe by itself moved
+        // back: adding it and moving again gives moved + change.
+        let delta = frame(n, 7);
+        let mut d = delta.clone();
+        ps.add_moved_change(&mut d, &ps.ramp(s), &mut spec, &mut work);
+        let mut again = vec![Complex32::default(); n * n];
+        ps.moved(&spec, &ps.ramp(s), &mut again, &mut work);
+        for ((a, m), d) in again.iter().zip(&ours).zip(&delta) {
+            assert!((a - (m + d)).norm() < 1e-5, "{a} vs {}", m + d);
+        }
+        let mut back = vec![Complex32::default(); n * n];
+        ps.to_frames(&spec, &mut back, &mut work);
+        assert!(back.iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn modulus_correction_projects_in_far_field_with_modes() {
+        let n = 8;
+        let nn = n * n;
+        let prop = Propagator::far(n);
+        let mut work = prop.work();
+        let psi: Vec<Complex32> = [frame(n, 2), frame(n, 3)].concat();
+        let intensity: Vec<f32> = (0..nn).map(|i| 1.0 + (i % 5) as f32).collect();
+        let amplitude: Vec<f32> = intensity.iter().map(|v| v.sqrt()).collect();
+        let mut mask = vec![1.0f32; nn];
+        mask[5] = 0.0;
+        let data = Measured {
+            amplitude: &amplitude,
+            intensity: &intensity,
+            mask: &mask,
+        };
+        let mut chi = psi.clone();
+        let loss = modulus_correction(&prop, &mut chi, nn, [0.0; 2], data, &mut work);
+        assert!(loss > 0.0);
+        // psi + chi has the measured modulus (summed over modes) on valid pixels, and the
+        // original one on the masked pixel.
+        let mut before = psi.clone();
+        let mut after: Vec<Complex32> = psi.iter().zip(&chi).map(|(a, b)| a + b).collect();
+        for (b, a) in before.chunks_exact_mut(nn).zip(after.chunks_exact_mut(nn)) {
+            prop.forward(b, &mut [], &mut work);
+            prop.forward(a, &mut [], &mut work);
+        }
+        for i in 0..nn {
+            let ia = after[i].norm_sqr() + after[nn + i].norm_sqr();
+            let ib = before[i].norm_sqr() + before[nn + i].norm_sqr();
+            let want = if i == 5 { ib } else { intensity[i] };
+            assert!(
+                (ia - want).abs() < 1e-4 * want.max(1.0),
+                "pixel {i}: {ia} vs {want}"
+            );
+        }
+    }
+}
