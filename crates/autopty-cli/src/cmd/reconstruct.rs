@@ -215,6 +215,18 @@ pub fn report_preparation(outcome: &Outcome, job: &Job) {
             r.median_misfit,
             lengths.get(lengths.len() / 2).copied().unwrap_or(0.0)
         );
+        if job.gradient.fix_scan_affine {
+            if r.trusted(job.gradient.registration.trusted_fraction) {
+                println!(
+                    "  the scan's offset, scale, rotation and shear are held at the registration's"
+                );
+            } else {
+                println!(
+                    "  too few pairs agree to trust the scan's scale: it is refined freely (set \
+                     registration.trusted_fraction to change this)"
+                );
+            }
+        }
         if r.unregistered > 0 {
             println!(
                 "  {} frames share no reliable pair with a neighbour and start at their nominal positions",

@@ -14,8 +14,9 @@
 //! and the next round forgets what this one memorised); then (2) searches the distance on the
 //! loss profile with the improved positions ([`super::distance_search`]), over the full range
 //! until a search finds a minimum inside its interval, and over a narrow one after that (a
-//! narrow search whose lowest loss is at an end moves the distance to that end). The smoothing of the first round falls linearly to
-//! zero by the last.
+//! narrow search whose lowest loss is at an end moves the distance to that end). The smoothing of
+//! the first round falls linearly to zero by the last. In the near field the rounds start from
+//! the scan registered from the holograms ([`super::registration`]), about a pixel off.
 
 use crate::dataset::Dataset;
 use crate::engines::distance_search::{self, DistanceSearch, SearchResult};

@@ -17,7 +17,7 @@ use crate::geometry::Regime;
 use crate::model::{Gradients, Model, ModelSettings};
 use crate::objective::Objective;
 use crate::ops::loss::LossKind;
-use crate::ops::{regularise, scan_scale, smooth};
+use crate::ops::{regularise, scan_affine, smooth};
 use crate::optim::{Optimizer, OptimizerKind};
 use crate::probe;
 use crate::reconstruction::{EpochStats, Reconstruction};
@@ -98,7 +98,7 @@ pub struct GradientSettings {
     /// Keep the offset and the isotropic scale of the scan at their starting values while
     /// refining positions: in the near field a common scaling trades against the distance and
     /// the probe's curvature (Fresnel scaling), so the data hardly pin it.
-    pub fix_scan_scale: bool,
+    pub fix_scan_affine: bool,
     /// Stop when an epoch's loss exceeds this multiple of the first epoch's (divergence).
     pub divergence_factor: f64,
     /// Smoothing (px, standard deviation of a Gaussian) applied to the object gradient in the
@@ -139,7 +139,7 @@ impl Default for GradientSettings {
             object_modulus_weight: 0.0,
             probe_energy_weight: 0.0,
             position_l1: 0.0,
-            fix_scan_scale: true,
+            fix_scan_affine: true,
             divergence_factor: 100.0,
             lr_final_fraction: 0.1,
             object_smoothing: 0.0,
@@ -189,7 +189,10 @@ impl GradientSettings {
     }
 }
 
-/// Runs the gradient engine on `data` from the model built with `model_settings`.
+/// Runs the gradient engine on `data` from the model built with `model_settings`, after the
+/// preparation stages the settings ask for: the registration of the scan from the holograms
+/// (near field, positions refined), then the alignment rounds (positions refined) or else a
+/// distance search (distance refined), each starting from what the stage before found.
 pub fn run(
     data: &Dataset,
     model_settings: &ModelSettings,
@@ -197,6 +200,7 @@ pub fn run(
     control: Control,
 ) -> Result<Outcome> {
     settings.validate()?;
+    let mut settings = settings.clone();
     let mut distance = data.geometry.refined_distance();
     let mut corrections = None;
     let mut searched = None;
@@ -215,8 +219,13 @@ pub fn run(
             r.median_misfit
         );
         corrections = Some(r.corrections.clone());
+        // Hold the scan's affine part only where it is known well.
+        settings.fix_scan_affine &= r.trusted(settings.registration.trusted_fraction);
         registered = Some(r);
+    } else {
+        settings.fix_scan_affine = false;
     }
+    let settings = &settings;
     if settings.positions.enabled && settings.alignment.rounds > 0 {
         let a = alignment::align(
             data,
@@ -444,12 +453,8 @@ pub fn run_from(
                 model.distance = z0 * (1.0 + u[0]);
             }
         }
-        if settings.fix_scan_scale && settings.positions.active(epoch) {
-            scan_scale::keep_offset_and_scale(
-                &mut model.corrections,
-                &reference_corrections,
-                &nominal,
-            );
+        if settings.fix_scan_affine && settings.positions.active(epoch) {
+            scan_affine::keep_affine_part(&mut model.corrections, &reference_corrections, &nominal);
         }
         if settings.object_modulus_weight > 0.0 {
             // The penalty's gradient outside this epoch's windows was never stepped.

@@ -44,6 +44,9 @@ pub struct Registration {
     /// so that the pairs decide the scan's shape and scale, the prior only its offset and the
     /// frames no reliable pair reaches.
     pub prior_sigma: f64,
+    /// The registered scan's affine part (offset, scale, rotation, shear) is held during the
+    /// refinement when at least this fraction of the neighbour pairs agree with the fit.
+    pub trusted_fraction: f64,
 }
 
 impl Default for Registration {
@@ -54,6 +57,7 @@ impl Default for Registration {
             refine_radius: 6.0,
             high_pass: None,
             prior_sigma: 30.0,
+            trusted_fraction: 0.8,
         }
     }
 }
@@ -73,6 +77,15 @@ impl Registration {
         };
         positive("refine_radius", self.refine_radius)?;
         positive("prior_sigma", self.prior_sigma)?;
+        if !(0.0..=1.0).contains(&self.trusted_fraction) {
+            return Err(Error::invalid(
+                "registration.trusted_fraction",
+                format!(
+                    "expected a fraction in [0, 1], got {}",
+                    self.trusted_fraction
+                ),
+            ));
+        }
         if let Some(v) = self.search_radius {
             positive("search_radius", v)?;
         }
@@ -96,6 +109,13 @@ pub struct Registered {
     pub median_misfit: f64,
     /// Frames with no kept pair: they stay at their nominal positions.
     pub unregistered: usize,
+}
+
+impl Registered {
+    /// True when at least `fraction` of the measured pairs agree with the fitted scan.
+    pub fn trusted(&self, fraction: f64) -> bool {
+        self.pairs > 0 && self.pairs_kept as f64 >= fraction * self.pairs as f64
+    }
 }
 
 /// Registers the scan of `data` from its patterns; `nominal` are the nominal positions (J x 2

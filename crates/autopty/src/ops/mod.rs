@@ -5,7 +5,7 @@ pub mod loss;
 pub mod modes;
 pub mod regularise;
 pub mod sampler;
-pub mod scan_scale;
+pub mod scan_affine;
 pub mod shift;
 pub mod smooth;
 #[cfg(test)]
