@@ -15,7 +15,7 @@
 //! (2) for each pair of neighbours (nominal distance below half a frame, up to 8 per frame), the
 //! normalised cross-correlation on a 2N grid, peak within `search_radius` px of the nominal
 //! shift, parabolic sub-pixel peak; (3) positions minimising the Tukey-weighted squared misfit
-//! of the pair shifts (1 px) plus a prior pulling each position to its nominal one
+//! of the pair shifts plus a loose prior pulling each position to its nominal one
 //! (`prior_sigma` px), by iteratively reweighted conjugate gradients; (4) the pairs measured
 //! again within `refine_radius` px of the fitted shifts and the fit repeated.
 
@@ -131,24 +131,10 @@ pub fn register(
     let high_pass = settings.high_pass.unwrap_or(n as f64 / 10.0);
     let pairs = neighbour_pairs(nominal, 0.5 * n as f64, 8);
     let features = Features::new(data, high_pass);
-    let nominal_shift = |&(j, k): &(usize, usize)| {
-        [
-            nominal[[k, 0]] - nominal[[j, 0]],
-            nominal[[k, 1]] - nominal[[j, 1]],
-        ]
-    };
-    let guesses: Vec<[f64; 2]> = pairs.iter().map(nominal_shift).collect();
+    let guesses = pair_shifts(nominal, &pairs);
     let shifts = features.measure(&pairs, &guesses, search);
     let first = robust_fit(nominal, &pairs, &shifts, settings.prior_sigma);
-    let guesses: Vec<[f64; 2]> = pairs
-        .iter()
-        .map(|&(j, k)| {
-            [
-                first.positions[[k, 0]] - first.positions[[j, 0]],
-                first.positions[[k, 1]] - first.positions[[j, 1]],
-            ]
-        })
-        .collect();
+    let guesses = pair_shifts(first.positions.view(), &pairs);
     let shifts = features.measure(&pairs, &guesses, settings.refine_radius);
     let fit = robust_fit(nominal, &pairs, &shifts, settings.prior_sigma);
     let mut touched = vec![false; nominal.nrows()];
@@ -167,6 +153,19 @@ pub fn register(
         median_misfit: median(&mut misfits),
         unregistered: touched.iter().filter(|t| !**t).count(),
     })
+}
+
+/// `p_k - p_j` (px) for each pair (j, k).
+fn pair_shifts(positions: ArrayView2<f64>, pairs: &[(usize, usize)]) -> Vec<[f64; 2]> {
+    pairs
+        .iter()
+        .map(|&(j, k)| {
+            [
+                positions[[k, 0]] - positions[[j, 0]],
+                positions[[k, 1]] - positions[[j, 1]],
+            ]
+        })
+        .collect()
 }
 
 /// Pairs (j, k), j < k, of frames whose nominal positions are closer than `reach` px, at most
@@ -276,7 +275,12 @@ impl Features {
     /// The shift (px) of frame k's features relative to frame j's, for each pair: the peak of
     /// their normalised cross-correlation over the overlap of the two windows (each image's mean
     /// and energy taken over the overlap only), searched within `radius` px of its guess.
-    fn measure(&self, pairs: &[(usize, usize)], guesses: &[[f64; 2]], radius: f64) -> Vec<Shift> {
+    fn measure(
+        &self,
+        pairs: &[(usize, usize)],
+        guesses: &[[f64; 2]],
+        radius: f64,
+    ) -> Vec<[f64; 2]> {
         let m = 2 * self.n;
         let min_overlap = 0.2 * self.overlap[0];
         pairs
@@ -325,9 +329,14 @@ impl Features {
     }
 }
 
-/// The sub-pixel position (and the value) of the largest value of `score` within `radius` px of `guess` (and
+/// The sub-pixel position of the largest value of `score` within `radius` px of `guess` (and
 /// within `limit` px of zero), refined by a parabola through the neighbours on each axis.
-fn peak_near(score: impl Fn(i64, i64) -> f32, guess: [f64; 2], radius: f64, limit: i64) -> Shift {
+fn peak_near(
+    score: impl Fn(i64, i64) -> f32,
+    guess: [f64; 2],
+    radius: f64,
+    limit: i64,
+) -> [f64; 2] {
     let reach = radius.ceil() as i64;
     let (gr, gc) = (guess[0].round() as i64, guess[1].round() as i64);
     let mut best = (f32::NEG_INFINITY, gr, gc);
@@ -350,20 +359,10 @@ fn peak_near(score: impl Fn(i64, i64) -> f32, guess: [f64; 2], radius: f64, limi
             0.0
         }
     };
-    Shift {
-        shift: [
-            dr as f64 + vertex(score(dr - 1, dc), score(dr + 1, dc)),
-            dc as f64 + vertex(score(dr, dc - 1), score(dr, dc + 1)),
-        ],
-        score: centre as f64,
-    }
-}
-
-/// A measured shift between two frames (px) and the correlation at its peak.
-#[derive(Clone, Copy, Debug)]
-struct Shift {
-    shift: [f64; 2],
-    score: f64,
+    [
+        dr as f64 + vertex(score(dr - 1, dc), score(dr + 1, dc)),
+        dc as f64 + vertex(score(dr, dc - 1), score(dr, dc + 1)),
+    ]
 }
 
 /// A weight over the frame, 1 well inside the region where `mean` exceeds `threshold` (and the
@@ -395,8 +394,6 @@ fn high_passed(image: &Array2<f64>, sigma: f64) -> Array2<f64> {
     })
 }
 
-const QUALITY_POWER: i32 = 0;
-
 /// A fit of the positions to the pair shifts.
 struct Fit {
     positions: Array2<f64>,
@@ -405,42 +402,35 @@ struct Fit {
 }
 
 /// Positions p minimising sum_i w_i |p_k - p_j - s_i|^2 + |p - nominal|^2 / prior^2 (px), with
-/// Tukey biweights w_i recomputed from the misfits: a wide cut (30 px) for three iterations,
-/// then 4.685 times the robust scale of the misfits (at least 1 px).
+/// Tukey biweights w_i = (1 - (misfit / cut)^2)^2 (0 beyond the cut) recomputed from the
+/// misfits, the cut narrowing from 30 px by 30 % per iteration to 3 px: wrong pairs are
+/// rejected gradually, so that a few of them cannot pull the first fits far.
 fn robust_fit(
     nominal: ArrayView2<f64>,
     pairs: &[(usize, usize)],
-    shifts: &[Shift],
+    shifts: &[[f64; 2]],
     prior: f64,
 ) -> Fit {
-    let mut weights: Vec<f64> = shifts
-        .iter()
-        .map(|s| s.score.clamp(0.0, 1.0).powi(QUALITY_POWER))
-        .collect();
+    let mut weights = vec![1.0; pairs.len()];
     let mut positions = nominal.to_owned();
     let mut misfits = vec![0.0; pairs.len()];
     for iteration in 0..16 {
         for axis in 0..2 {
-            let s: Vec<f64> = shifts.iter().map(|s| s.shift[axis]).collect();
+            let s: Vec<f64> = shifts.iter().map(|s| s[axis]).collect();
             let solved = solve_axis(nominal.column(axis).to_vec(), pairs, &s, &weights, prior);
             positions
                 .column_mut(axis)
                 .assign(&ndarray::Array1::from(solved));
         }
         for (i, &(j, k)) in pairs.iter().enumerate() {
-            let dr = positions[[k, 0]] - positions[[j, 0]] - shifts[i].shift[0];
-            let dc = positions[[k, 1]] - positions[[j, 1]] - shifts[i].shift[1];
+            let dr = positions[[k, 0]] - positions[[j, 0]] - shifts[i][0];
+            let dc = positions[[k, 1]] - positions[[j, 1]] - shifts[i][1];
             misfits[i] = dr.hypot(dc);
         }
         let cut = (30.0 * 0.7f64.powi(iteration)).max(3.0);
-        for ((w, m), s) in weights.iter_mut().zip(&misfits).zip(shifts) {
+        for (w, m) in weights.iter_mut().zip(&misfits) {
             let u = m / cut;
-            let quality = s.score.clamp(0.0, 1.0).powi(QUALITY_POWER);
-            *w = if u < 1.0 {
-                quality * (1.0 - u * u).powi(2)
-            } else {
-                0.0
-            };
+            *w = if u < 1.0 { (1.0 - u * u).powi(2) } else { 0.0 };
         }
     }
     Fit {
@@ -525,17 +515,13 @@ mod tests {
         let nominal = data.positions_in_pixels(data.geometry.sample_pixel(), 0.0);
         let pairs = neighbour_pairs(truth.positions.view(), 0.5 * n as f64, 8);
         let features = Features::new(&data, n as f64 / 10.0);
-        let shift =
-            |p: &Array2<f64>, j: usize, k: usize| [p[[k, 0]] - p[[j, 0]], p[[k, 1]] - p[[j, 1]]];
-        let guesses: Vec<[f64; 2]> = pairs.iter().map(|&(j, k)| shift(&nominal, j, k)).collect();
+        let guesses = pair_shifts(nominal.view(), &pairs);
         let measured = features.measure(&pairs, &guesses, 0.35 * n as f64);
-        let mut errors: Vec<f64> = pairs
+        let true_shifts = pair_shifts(truth.positions.view(), &pairs);
+        let mut errors: Vec<f64> = true_shifts
             .iter()
             .zip(&measured)
-            .map(|(&(j, k), m)| {
-                let t = shift(&truth.positions, j, k);
-                (m.shift[0] - t[0]).hypot(m.shift[1] - t[1])
-            })
+            .map(|(t, m)| (m[0] - t[0]).hypot(m[1] - t[1]))
             .collect();
         let med = median(&mut errors);
         let within = errors.iter().filter(|e| **e < 2.0).count();
@@ -568,18 +554,15 @@ mod tests {
             truth[[j, k]] + 6.0 * (((j * 5 + k * 3) % 7) as f64 / 3.0 - 1.0)
         });
         let pairs = neighbour_pairs(truth.view(), 45.0, 8);
-        let shifts: Vec<Shift> = pairs
+        let shifts: Vec<[f64; 2]> = pairs
             .iter()
             .enumerate()
             .map(|(i, &(j, k))| {
                 let wrong = if i % 7 == 3 { 15.0 } else { 0.0 };
-                Shift {
-                    shift: [
-                        truth[[k, 0]] - truth[[j, 0]] + wrong,
-                        truth[[k, 1]] - truth[[j, 1]],
-                    ],
-                    score: 0.5,
-                }
+                [
+                    truth[[k, 0]] - truth[[j, 0]] + wrong,
+                    truth[[k, 1]] - truth[[j, 1]],
+                ]
             })
             .collect();
         let fit = robust_fit(nominal.view(), &pairs, &shifts, 10.0);
