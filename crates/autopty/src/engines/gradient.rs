@@ -95,9 +95,12 @@ pub struct GradientSettings {
     pub probe_energy_weight: f64,
     /// Weight of the L1 penalty on position corrections (0 = off).
     pub position_l1: f64,
-    /// Keep the offset and the isotropic scale of the scan at their starting values while
-    /// refining positions: in the near field a common scaling trades against the distance and
-    /// the probe's curvature (Fresnel scaling), so the data hardly pin it.
+    /// Keep the affine part (offset, scale, rotation, shear) of the scan at its starting value
+    /// while refining positions: in the near field a scaling of the scan trades against the
+    /// distance and the probe's curvature (Fresnel scaling), so the data hardly pin it. [`run`]
+    /// holds it only when the registration ran and is trusted (`registration.trusted_fraction`
+    /// of the pairs agree), i.e. at the registration's affine part; [`run_from`] holds whatever
+    /// the scan starts with.
     pub fix_scan_affine: bool,
     /// Stop when an epoch's loss exceeds this multiple of the first epoch's (divergence).
     pub divergence_factor: f64,
