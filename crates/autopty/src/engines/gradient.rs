@@ -98,9 +98,9 @@ pub struct GradientSettings {
     /// Keep the affine part (offset, scale, rotation, shear) of the scan at its starting value
     /// while refining positions: in the near field a scaling of the scan trades against the
     /// distance and the probe's curvature (Fresnel scaling), so the data hardly pin it. [`run`]
-    /// holds it only when the registration ran and is trusted (`registration.trusted_fraction`
-    /// of the pairs agree), i.e. at the registration's affine part; [`run_from`] holds whatever
-    /// the scan starts with.
+    /// holds it during the alignment rounds, at the registration's, when the registration ran
+    /// and is trusted (`registration.trusted_fraction` of the pairs agree), and frees it for the
+    /// final joint run; [`run_from`] holds whatever the scan starts with.
     pub fix_scan_affine: bool,
     /// Stop when an epoch's loss exceeds this multiple of the first epoch's (divergence).
     pub divergence_factor: f64,
@@ -258,14 +258,16 @@ pub fn run(
         distance = found.distance;
         searched = Some(found);
     }
-    let (model, objective) = fresh_start(
-        data,
-        model_settings,
-        settings,
-        distance,
-        corrections.as_ref(),
-    )?;
-    let mut outcome = run_from(data, model, objective, settings, control)?;
+    // By now the distance is close to right, so the scan's scale no longer drifts with it, and
+    // the joint run may correct the registration's own affine error (measured at 0.1 m: median
+    // position error 0.49 px instead of 0.60 px with the affine part still held).
+    let joint = GradientSettings {
+        fix_scan_affine: false,
+        ..settings.clone()
+    };
+    let (model, objective) =
+        fresh_start(data, model_settings, &joint, distance, corrections.as_ref())?;
+    let mut outcome = run_from(data, model, objective, &joint, control)?;
     outcome.distance_search = searched;
     outcome.alignment = aligned;
     outcome.registration = registered;
