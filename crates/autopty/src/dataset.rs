@@ -121,6 +121,19 @@ impl Dataset {
     pub fn mean_photons(&self) -> f64 {
         self.intensities.iter().map(|&v| v as f64).sum::<f64>() / self.len().max(1) as f64
     }
+
+    /// Photons counted in the valid (unmasked) pixels of all patterns, summed pattern by pattern.
+    pub fn measured_photons(&self) -> f64 {
+        self.intensities
+            .outer_iter()
+            .map(|f| {
+                f.iter()
+                    .zip(&self.mask)
+                    .map(|(&v, &m)| if m { v as f64 } else { 0.0 })
+                    .sum::<f64>()
+            })
+            .sum()
+    }
 }
 
 /// Converts positions in metres to pixels with the minimum row/col at `border`.

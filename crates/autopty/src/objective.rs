@@ -110,17 +110,7 @@ impl Objective {
             .iter()
             .map(|&m| if m { 1.0 } else { 0.0 })
             .collect();
-        let total_measured = data
-            .intensities
-            .outer_iter()
-            .map(|f| {
-                f.iter()
-                    .zip(&mask)
-                    .map(|(v, m)| (*v * m) as f64)
-                    .sum::<f64>()
-            })
-            .sum::<f64>()
-            .max(1e-30);
+        let total_measured = data.measured_photons().max(1e-30);
         Objective {
             kind,
             amplitude: data.intensities.mapv(|v| v.max(0.0).sqrt()),

@@ -46,16 +46,7 @@ impl Patterns {
     pub fn new(data: &Dataset) -> Self {
         let intensity = data.intensities.as_standard_layout().into_owned();
         let mask: Vec<f32> = data.mask.iter().map(|&m| f32::from(u8::from(m))).collect();
-        let total = intensity
-            .outer_iter()
-            .map(|f| {
-                f.iter()
-                    .zip(&mask)
-                    .map(|(v, m)| (*v * m) as f64)
-                    .sum::<f64>()
-            })
-            .sum::<f64>()
-            .max(1e-30);
+        let total = data.measured_photons().max(1e-30);
         Patterns {
             amplitude: intensity.mapv(|v| v.max(0.0).sqrt()),
             intensity,
