@@ -6,6 +6,12 @@
 //! when they are stepped, as in "lazy" Adam), which keeps the update cost proportional to the
 //! batch rather than to the object. Position corrections are updated per scan position, each with
 //! its own step count, since a position receives a gradient once per epoch.
+//!
+//! Adam divides each element's step by its own root-mean-square gradient, so every element moves
+//! by about the learning rate, however little the data say about it. A relative floor on that
+//! denominator (a fraction of the group's largest one in the step before) keeps this for the
+//! well-determined elements and turns the steps of the weakly determined ones (the object's
+//! dimly lit rim) into gradient-descent steps proportional to their gradient.
 
 use num_complex::Complex32;
 use serde::{Deserialize, Serialize};
@@ -47,6 +53,10 @@ pub struct Optimizer {
     /// Stamp per complex element for lazy window updates (which step last touched it).
     stamp: Vec<u32>,
     steps: u32,
+    /// Floor of Adam's denominator relative to the largest one of the previous step.
+    eps_rel: f64,
+    /// Largest bias-corrected second moment seen in the previous step, and in this one.
+    v_max: [f64; 2],
 }
 
 impl Optimizer {
@@ -60,7 +70,20 @@ impl Optimizer {
             t: vec![0; rows.max(1)],
             stamp: Vec::new(),
             steps: 0,
+            eps_rel: 0.0,
+            v_max: [0.0; 2],
         }
+    }
+
+    /// Sets the floor of Adam's denominator to `eps_rel` times the largest root second moment of
+    /// the previous step.
+    pub fn with_relative_floor(mut self, eps_rel: f64) -> Self {
+        self.eps_rel = eps_rel;
+        self
+    }
+
+    fn end_step(&mut self) {
+        self.v_max = [self.v_max[1], 0.0];
     }
 
     #[inline]
@@ -74,7 +97,9 @@ impl Optimizer {
                 self.v[i] = v;
                 let mh = m / (1.0 - BETA1.powi(t as i32));
                 let vh = v / (1.0 - BETA2.powi(t as i32));
-                -lr * mh / (vh.sqrt() + EPS)
+                self.v_max[1] = self.v_max[1].max(vh);
+                let floor = EPS.max(self.eps_rel * self.v_max[0].sqrt());
+                -lr * mh / (vh.sqrt() + floor)
             }
         }
     }
@@ -87,6 +112,7 @@ impl Optimizer {
             p.re += self.update(2 * i, t, lr, g.re as f64) as f32;
             p.im += self.update(2 * i + 1, t, lr, g.im as f64) as f32;
         }
+        self.end_step();
     }
 
     /// Steps only the square windows `(row, col)` of side `size` of a complex image of width
@@ -121,6 +147,7 @@ impl Optimizer {
                 }
             }
         }
+        self.end_step();
     }
 
     /// Steps the given rows (each `width` reals) of a real group, each row with its own count.
@@ -182,5 +209,32 @@ mod tests {
         assert_eq!(p[15].re, 0.0);
         assert_eq!(g[5].re, 0.0);
         assert_eq!(g[15].re, 1.0);
+    }
+
+    #[test]
+    fn relative_floor_slows_only_the_weak_elements() {
+        // Two steps with the gradients (1, 1e-3): plain Adam moves both by about lr each step;
+        // with a floor of 0.1 the second step of the weak element shrinks to about
+        // lr * 1e-3 / 0.1, while the strong one keeps about lr / 1.1.
+        let step = |floor: f64| {
+            let mut opt = Optimizer::new(OptimizerKind::Adam, 4, 1).with_relative_floor(floor);
+            let g = [Complex32::new(1.0, 0.0), Complex32::new(1e-3, 0.0)];
+            let mut p = [Complex32::default(); 2];
+            opt.step_complex(&mut p, &g, 0.1);
+            let first = p;
+            opt.step_complex(&mut p, &g, 0.1);
+            [p[0].re - first[0].re, p[1].re - first[1].re]
+        };
+        let plain = step(0.0);
+        assert!(
+            (plain[0] + 0.1).abs() < 1e-6 && (plain[1] + 0.1).abs() < 1e-4,
+            "{plain:?}"
+        );
+        let floored = step(0.1);
+        assert!((floored[0] + 0.1 / 1.1).abs() < 1e-4, "{floored:?}");
+        assert!(
+            (floored[1] + 0.1 * 1e-3 / 0.101).abs() < 1e-5,
+            "{floored:?}"
+        );
     }
 }

@@ -234,6 +234,21 @@ pub fn report_preparation(outcome: &Outcome, job: &Job) {
             );
         }
     }
+    if let Some(found) = outcome.distance_search.as_ref().filter(|f| !f.interior) {
+        warn_edge(found);
+    } else if let Some(found) = &outcome.distance_search {
+        println!(
+            "distance search: {:.6} m ({} trials of {} epochs){}",
+            found.distance,
+            found.trials.len(),
+            job.gradient.distance_search.epochs,
+            if outcome.alignment.is_some() {
+                "; the alignment rounds start there"
+            } else {
+                "; the refinement starts there"
+            }
+        );
+    }
     if let Some(aligned) = &outcome.alignment {
         for (k, r) in aligned.rounds.iter().enumerate() {
             println!(
@@ -253,16 +268,6 @@ pub fn report_preparation(outcome: &Outcome, job: &Job) {
                 }
             }
         }
-    }
-    if let Some(found) = outcome.distance_search.as_ref().filter(|f| !f.interior) {
-        warn_edge(found);
-    } else if let Some(found) = &outcome.distance_search {
-        println!(
-            "distance search: started the refinement at {:.6} m ({} trials of {} epochs)",
-            found.distance,
-            found.trials.len(),
-            job.gradient.distance_search.epochs
-        );
     }
 }
 

@@ -121,18 +121,21 @@ pub struct Aligned {
 }
 
 /// Runs the alignment rounds of `gradient.alignment` on `data`, starting from the position
-/// corrections `initial` (J x 2 px; none = nominal positions).
+/// corrections `initial` (J x 2 px; none = nominal positions) and from `searched`, a distance (m)
+/// that a full-range search has already found (the rounds then search narrowly around it), or
+/// else from the stored distance.
 pub fn align(
     data: &Dataset,
     model_settings: &ModelSettings,
     gradient: &GradientSettings,
     initial: Option<&Array2<f64>>,
+    searched: Option<f64>,
     control: &Control,
 ) -> Result<Aligned> {
     let settings = &gradient.alignment;
     settings.validate()?;
     let start = Instant::now();
-    let mut distance = data.geometry.refined_distance();
+    let mut distance = searched.unwrap_or(data.geometry.refined_distance());
     let mut corrections = initial
         .cloned()
         .unwrap_or_else(|| Array2::zeros((data.len(), 2)));
@@ -172,9 +175,10 @@ pub fn align(
         let search = if search_distance {
             let mut s = gradient.distance_search.clone();
             // Narrow once a search has found an interior minimum.
-            let found_before = rounds
-                .iter()
-                .any(|r: &Round| r.search.as_ref().is_some_and(|f| f.interior));
+            let found_before = searched.is_some()
+                || rounds
+                    .iter()
+                    .any(|r: &Round| r.search.as_ref().is_some_and(|f| f.interior));
             if found_before {
                 s.range = settings.later_range;
                 s.points = settings.later_points;

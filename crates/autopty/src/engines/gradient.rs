@@ -123,6 +123,12 @@ pub struct GradientSettings {
     /// value by the last epoch (1 = constant). Adam's steps stay near the learning rate even
     /// where the gradient is pure noise, so a decay is what lets the fine detail settle.
     pub lr_final_fraction: f64,
+    /// Floor of Adam's per-element step denominator for the object, as a fraction
+    /// of the group's largest root-mean-square gradient in the step before. Adam moves every
+    /// element by about the learning rate, also the weakly lit ones whose gradient is mostly
+    /// noise; below the floor the step shrinks in proportion to the gradient, as in gradient
+    /// descent (0 = plain Adam).
+    pub adam_floor: f64,
 }
 
 impl Default for GradientSettings {
@@ -133,7 +139,7 @@ impl Default for GradientSettings {
             seed: 0,
             optimizer: OptimizerKind::Adam,
             loss: LossKind::Amplitude,
-            object: GroupSettings::new(true, 0.05, 1),
+            object: GroupSettings::new(true, 0.1, 1),
             probe: GroupSettings::new(true, 0.05, 2),
             positions: GroupSettings::new(true, 0.2, 2),
             distance: GroupSettings::new(true, 2e-3, 5),
@@ -145,6 +151,7 @@ impl Default for GradientSettings {
             fix_scan_affine: true,
             divergence_factor: 100.0,
             lr_final_fraction: 0.1,
+            adam_floor: 0.1,
             object_smoothing: 0.0,
             object_smoothing_epochs: 100,
             registration: Registration::default(),
@@ -164,6 +171,12 @@ impl GradientSettings {
                     "expected a number in (0, 1], got {}",
                     self.lr_final_fraction
                 ),
+            ));
+        }
+        if !(self.adam_floor.is_finite() && self.adam_floor >= 0.0) {
+            return Err(Error::invalid(
+                "adam_floor",
+                format!("expected a finite number >= 0, got {}", self.adam_floor),
             ));
         }
         self.registration.validate()?;
@@ -229,18 +242,13 @@ pub fn run(
         settings.fix_scan_affine = false;
     }
     let settings = &settings;
-    if settings.positions.enabled && settings.alignment.rounds > 0 {
-        let a = alignment::align(
-            data,
-            model_settings,
-            settings,
-            corrections.as_ref(),
-            &control,
-        )?;
-        distance = a.distance;
-        corrections = Some(a.corrections.clone());
-        aligned = Some(a);
-    } else if settings.distance.enabled && settings.distance_search.enabled {
+    let rounds = settings.positions.enabled && settings.alignment.rounds > 0;
+    // A search from the registered scan (about a pixel off) finds the distance; a search after a
+    // round of position refinement at the stored distance may not (at 0.2 m it chose 0.279 m).
+    if settings.distance.enabled
+        && settings.distance_search.enabled
+        && (!rounds || registered.is_some())
+    {
         let found = distance_search::search(
             data,
             model_settings,
@@ -257,6 +265,20 @@ pub fn run(
         );
         distance = found.distance;
         searched = Some(found);
+    }
+    if rounds {
+        let start = searched.as_ref().filter(|f| f.interior).map(|f| f.distance);
+        let a = alignment::align(
+            data,
+            model_settings,
+            settings,
+            corrections.as_ref(),
+            start,
+            &control,
+        )?;
+        distance = a.distance;
+        corrections = Some(a.corrections.clone());
+        aligned = Some(a);
     }
     // By now the distance is close to right, so the scan's scale no longer drifts with it, and
     // the joint run may correct the registration's own affine error (measured at 0.1 m: median
@@ -314,7 +336,8 @@ pub fn run_from(
     let batch = settings.batch.min(j).min(objective.max_batch()).max(1);
     let width = model.object.ncols();
     let mut grads = Gradients::zeros_like(&model);
-    let mut opt_object = Optimizer::new(settings.optimizer, 2 * model.object.len(), 1);
+    let mut opt_object = Optimizer::new(settings.optimizer, 2 * model.object.len(), 1)
+        .with_relative_floor(settings.adam_floor);
     let mut opt_probe = Optimizer::new(settings.optimizer, 2 * model.probe.len(), 1);
     let mut opt_positions = Optimizer::new(settings.optimizer, 2 * j, j);
     let mut opt_distance = Optimizer::new(settings.optimizer, 1, 1);
