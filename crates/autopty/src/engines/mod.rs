@@ -3,6 +3,7 @@
 //! [`EpochStats`](crate::EpochStats) and returns the same [`Reconstruction`](crate::Reconstruction).
 
 pub mod alignment;
+pub mod checkpoint;
 pub mod distance_search;
 pub mod dm;
 mod epochs;

@@ -1,6 +1,8 @@
 //! Input and output: file formats and their conventions live here and nowhere else.
 
 pub mod atomic;
+pub mod checkpoint;
+pub mod container;
 pub mod cxi;
 pub(crate) mod h5;
 pub mod npy;
