@@ -144,3 +144,33 @@ pub fn run(data: &Dataset, job: &Job, kind: EngineKind, control: Control) -> Res
         EngineKind::Raar => dm::run(data, &job.model, &job.dm, dm::DmVariant::Raar, control),
     }
 }
+
+/// [`run`] with checkpoints, for the gradient engine (`adam`, `sgd`); the classical engines
+/// take none and refuse a checkpoint to resume from.
+pub fn run_resumable(
+    data: &Dataset,
+    job: &Job,
+    kind: EngineKind,
+    control: Control,
+    checkpointing: Option<&mut checkpoint::Checkpointing>,
+) -> Result<Outcome> {
+    match (kind, checkpointing) {
+        (EngineKind::Adam | EngineKind::Sgd, Some(ck)) => {
+            let mut settings = job.gradient.clone();
+            settings.optimizer = if kind == EngineKind::Adam {
+                OptimizerKind::Adam
+            } else {
+                OptimizerKind::Sgd
+            };
+            gradient::run_resumable(data, &job.model, &settings, control, Some(ck))
+        }
+        (_, Some(ck)) if ck.resume.is_some() => Err(Error::invalid(
+            "engine",
+            format!(
+                "{} cannot resume a checkpoint: only the gradient engine (adam, sgd) writes them",
+                kind.name()
+            ),
+        )),
+        _ => run(data, job, kind, control),
+    }
+}
