@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 #[command(mut_arg("dataset", |a| a
     .required(false)
     .required_unless_present("resume")
-    .default_value("")
+    .default_value("-")
     .hide_default_value(true)))]
 pub struct Args {
     #[command(flatten)]
@@ -39,6 +39,10 @@ pub struct Args {
     /// Progress as one JSON object per epoch on stdout (and the logs as JSON on stderr).
     #[arg(long)]
     pub json: bool,
+    /// Detector saturation count: pixels reaching it in any frame are masked (default: the
+    /// level of a clipped, flat frame maximum, when one is found).
+    #[arg(long, value_name = "COUNTS")]
+    pub saturation: Option<f32>,
     /// TOML job file with every setting (command-line flags override it).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -156,6 +160,8 @@ fn run_job_full(
 ) -> anyhow::Result<(Outcome, f64, Option<Score>)> {
     let kind = EngineKind::of(job)?;
     let quiet = quiet || extras.json;
+    // A resumed run does not repeat the preparation stages it had finished.
+    let prepared = extras.resume.as_ref().is_some_and(|c| c.start.is_some());
     let epochs = kind.epochs(job) as u64;
     let g = &job.gradient;
     if !kind.is_gradient() {
@@ -171,6 +177,10 @@ fn run_job_full(
                     _ => "; positions stay as given",
                 }
             );
+        }
+    } else if prepared {
+        if !quiet {
+            eprintln!("the preparation stages are done: the joint run continues");
         }
     } else if !quiet && g.positions.enabled && g.alignment.rounds > 0 {
         eprintln!(
@@ -522,7 +532,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         m.insert("job_toml".into(), toml::to_string(&job)?.into());
     }
     job.validate()?;
-    let data = input.load()?;
+    let mut data = input.load()?;
+    let guarded = autopty::guards::guard(
+        &mut data,
+        &input.dataset.display().to_string(),
+        args.saturation,
+    )?;
+    for line in guarded.notes() {
+        tracing::warn!("{line}");
+        notes.push(line);
+    }
     let truth_file = super::simulate::truth_path(&input.dataset);
     let truth = if truth_file.exists() {
         Some(autopty::io::truth::read(&truth_file)?)

@@ -4,6 +4,8 @@ pub mod atomic;
 pub mod checkpoint;
 pub mod container;
 pub mod cxi;
+#[doc(hidden)]
+pub mod fuzzing;
 pub(crate) mod h5;
 pub mod npy;
 pub mod outputs;
