@@ -165,7 +165,7 @@ impl<'a> Checkpointing<'a> {
 
     /// True when a checkpoint is due after `epoch` (the last epoch is saved by the run's end).
     pub(crate) fn due(&self, epoch: usize, last: usize) -> bool {
-        self.every > 0 && epoch % self.every == 0 && epoch < last
+        self.every > 0 && epoch.is_multiple_of(self.every) && epoch < last
     }
 
     /// Hands a checkpoint of `joint` (None: the joint run had not started) to the hook.

@@ -179,9 +179,9 @@ pub fn render(c: &ReportContent) -> Result<String> {
     }
     h.push_str("</table></section>\n");
     if let Some(s) = c.score {
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<section><h2>Score against the truth</h2><pre class=\"score\">{}</pre></section>\n",
+            "<section><h2>Score against the truth</h2><pre class=\"score\">{}</pre></section>",
             escape(&format_table(s))
         );
     }
