@@ -208,3 +208,38 @@ fn interruption_in_the_middle_of_an_epoch_resumes_exactly() {
         assert_same(&full, &resumed);
     });
 }
+
+#[test]
+fn with_several_threads_a_resumed_run_agrees_to_float_rounding() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let data = data();
+        let mut s = settings(6);
+        s.distance_search.enabled = false;
+        let (full, saved, _) = run(&data, &s, 3, None, None, None);
+        let (resumed, _, _) = run(&data, &s, 3, Some(saved[0].clone()), None, None);
+        let scale = full.object.iter().map(|v| v.norm()).fold(0.0f32, f32::max);
+        let worst = full
+            .object
+            .iter()
+            .zip(&resumed.object)
+            .map(|(a, b)| (a - b).norm())
+            .fold(0.0f32, f32::max);
+        // Parallel sums may round differently in the last bits, and the differences grow a
+        // little over the epochs; the bound leaves room for that.
+        eprintln!(
+            "largest object difference {:.2e} of the largest modulus",
+            worst / scale
+        );
+        assert!(
+            worst <= 1e-4 * scale,
+            "object differs by {worst} of {scale}"
+        );
+        for (a, b) in full.history.iter().zip(&resumed.history) {
+            assert!((a.loss - b.loss).abs() <= 1e-6 * a.loss, "{a:?} {b:?}");
+        }
+    });
+}

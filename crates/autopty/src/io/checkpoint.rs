@@ -45,7 +45,7 @@ struct JointScalars {
     /// The generator as JSON text (its 128-bit words do not fit a JSON value's numbers).
     rng: String,
     first_loss: Option<u64>,
-    seconds: f64,
+    seconds: u64,
     settings: GradientSettings,
 }
 
@@ -147,7 +147,7 @@ pub fn encode(checkpoint: &Checkpoint, meta: &serde_json::Value) -> Result<Vec<u
             u: j.u.to_bits(),
             rng: serde_json::to_string(&j.rng).unwrap_or_default(),
             first_loss: j.first_loss.map(f64::to_bits),
-            seconds: j.seconds,
+            seconds: j.seconds.to_bits(),
             settings: j.settings.clone(),
         }
     });
@@ -342,7 +342,7 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<(Checkpoint, serde_json::Valu
                 order,
                 history,
                 first_loss: j.first_loss.map(f64::from_bits),
-                seconds: j.seconds,
+                seconds: f64::from_bits(j.seconds),
                 settings: j.settings,
             })
         }
