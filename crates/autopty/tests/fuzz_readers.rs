@@ -171,3 +171,49 @@ fn good_outputs() -> PathBuf {
     })
     .clone()
 }
+
+/// Writes seed inputs for the cargo-fuzz targets into `$AUTOPTY_FUZZ_SEEDS/<target>/` (by hand:
+/// `AUTOPTY_FUZZ_SEEDS=fuzz/corpus cargo test -p autopty --test fuzz_readers -- --ignored`).
+#[test]
+#[ignore]
+fn write_fuzz_seeds() {
+    let root = PathBuf::from(std::env::var("AUTOPTY_FUZZ_SEEDS").expect("AUTOPTY_FUZZ_SEEDS"));
+    let seed = |target: &str, name: &str, bytes: &[u8]| {
+        let dir = root.join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), bytes).unwrap();
+    };
+    seed("cxi", "tiny.cxi", tiny_cxi());
+    seed("checkpoint", "valid", valid_checkpoint());
+    // A checkpoint with a joint state: one epoch on the tiny dataset.
+    let data = autopty::io::fuzzing::tiny_dataset().unwrap();
+    let mut settings = autopty::engines::gradient::GradientSettings {
+        epochs: 1,
+        ..Default::default()
+    };
+    settings.positions.enabled = false;
+    settings.distance.enabled = false;
+    let mut saved = Vec::new();
+    let mut save = |c: &Checkpoint, _: &autopty::Reconstruction| {
+        saved.push(autopty::io::checkpoint::encode(c, &serde_json::json!({})).unwrap());
+        Ok(())
+    };
+    let mut ck = autopty::engines::checkpoint::Checkpointing::new(0, None, &mut save);
+    let mut on_epoch = |_: &autopty::EpochStats| {};
+    let control = autopty::engines::Control {
+        on_epoch: &mut on_epoch,
+        stop: None,
+    };
+    let model = autopty::model::ModelSettings {
+        border: 2,
+        ..Default::default()
+    };
+    autopty::engines::gradient::run_resumable(&data, &model, &settings, control, Some(&mut ck))
+        .unwrap();
+    seed("checkpoint", "joint", saved.last().unwrap());
+    seed(
+        "job_toml",
+        "example.toml",
+        include_bytes!("../../../examples/reconstruct.toml"),
+    );
+}

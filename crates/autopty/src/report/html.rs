@@ -288,7 +288,7 @@ figure.plot img{width:560px}figcaption{font-size:.9em;color:#555;margin-top:6px;
 table.kv{border-collapse:collapse}table.kv th{text-align:left;padding:3px 16px 3px 0;\
 font-weight:600;color:#444}table.kv td{padding:3px 0}\
 pre{background:#fff;border:1px solid #ddd;padding:10px;overflow-x:auto;font-size:.85em}\
-.note{color:#666;font-size:.9em}footer{margin-top:32px;color:#888;font-size:.8em}";
+pre.score{font-size:1em}.note{color:#666;font-size:.9em}footer{margin-top:32px;color:#888;font-size:.8em}";
 
 #[cfg(test)]
 mod tests {
@@ -308,6 +308,74 @@ mod tests {
             assert_eq!(base64(raw.as_bytes()), enc);
         }
         assert_eq!(base64(&[0xff, 0xfe, 0xfd]), "//79");
+    }
+
+    #[test]
+    fn the_report_has_every_section_and_embeds_every_image() {
+        let data = crate::io::fuzzing::tiny_dataset().unwrap();
+        let settings = crate::model::ModelSettings {
+            modes: 2,
+            border: 2,
+            ..Default::default()
+        };
+        let (model, _) = crate::model::Model::initial(&data, &settings).unwrap();
+        let history: Vec<EpochStats> = (1..=3)
+            .map(|epoch| EpochStats {
+                epoch,
+                loss: 1.0 / epoch as f64,
+                distance: 0.1,
+                median_correction: 0.5,
+                seconds: epoch as f64,
+            })
+            .collect();
+        let rec = crate::engines::checkpoint::reconstruction_of(
+            &model,
+            &history,
+            serde_json::json!({"optimizer": "adam"}),
+        );
+        let score = Score {
+            ssim_magnitude: 0.95,
+            ssim_phase: 0.9,
+            nrmse: 0.1,
+            position_error_median: Some(0.3),
+            position_error_p90: Some(0.6),
+            distance_error_rel: Some(0.002),
+            shift: (0.0, 0.0),
+        };
+        let html = render(&ReportContent {
+            title: "t<1>".into(),
+            status: "Complete".into(),
+            rec: &rec,
+            start_distance: Some(0.13),
+            score: Some(&score),
+            notes: vec!["a note".into()],
+            timings: vec![("wall-clock time".into(), "3 s".into())],
+            settings: serde_json::json!({"gradient": {"epochs": 3}}),
+        })
+        .unwrap();
+        // Object magnitude and phase, two probe modes, positions, three curves.
+        assert_eq!(
+            html.matches("data:image/png;base64,").count(),
+            2 + 2 + 1 + 3
+        );
+        for needle in [
+            "t&lt;1&gt;",
+            "Score against the truth",
+            "magnitude SSIM",
+            "% of the power",
+            "Scan positions",
+            "Convergence",
+            "a note",
+            "wall-clock time",
+            "&quot;epochs&quot;: 3",
+            "0.130000 m",
+        ] {
+            assert!(html.contains(needle), "missing {needle}");
+        }
+        let fractions = mode_power_fractions(&rec);
+        assert!((fractions.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        assert!(fractions[0] > fractions[1]);
+        assert!(html.trim_end().ends_with("</html>"));
     }
 
     #[test]
