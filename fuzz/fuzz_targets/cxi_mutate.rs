@@ -15,7 +15,9 @@ fuzz_target!(|script: &[u8]| {
     let bytes = autopty::io::fuzzing::mutate(base(), script);
     let path = autopty::io::fuzzing::scratch_file(&std::env::temp_dir(), "fuzz-cxi-mutate");
     match autopty::io::fuzzing::read_cxi_bytes(&path, &bytes) {
-        Ok(data) => data.validate("fuzz").expect("a dataset the reader accepts is valid"),
+        Ok(data) => data
+            .validate("fuzz")
+            .expect("a dataset the reader accepts is valid"),
         Err(e) => assert!(e.contains("fuzz-cxi-mutate"), "{e}"),
     }
 });
