@@ -8,6 +8,9 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "autopty", version, about)]
 struct Cli {
+    /// More log messages (-v information, -vv debugging); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -32,6 +35,13 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    let (quiet, json) = match &cli.command {
+        Command::Reconstruct(a) => (a.quiet, a.json),
+        Command::Demo(a) => (a.quiet, a.json),
+        Command::Compare(a) => (a.quiet, false),
+        _ => (false, false),
+    };
+    cmd::logging::init(cli.verbose, quiet, json);
     let result = match cli.command {
         Command::Simulate(a) => cmd::simulate::run(a),
         Command::Info(a) => cmd::info::run(a),

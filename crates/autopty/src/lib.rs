@@ -13,6 +13,7 @@ pub mod engines;
 pub mod error;
 pub mod fft;
 pub mod geometry;
+pub mod guards;
 pub mod io;
 pub mod job;
 pub mod metrics;

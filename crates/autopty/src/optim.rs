@@ -170,6 +170,70 @@ impl Optimizer {
     }
 }
 
+/// An optimiser's state as plain arrays, for checkpoints: the moments, the step count of each
+/// row and the count of window steps. (The per-element stamps of the lazy window update only
+/// mark elements already stepped within one step, so a restored optimiser starts them afresh.)
+#[derive(Clone, Debug, PartialEq)]
+pub struct OptimizerState {
+    /// Update rule.
+    pub kind: OptimizerKind,
+    /// First moments (empty for plain gradient descent).
+    pub m: Vec<f64>,
+    /// Second moments (empty for plain gradient descent).
+    pub v: Vec<f64>,
+    /// Step count per row.
+    pub t: Vec<u32>,
+    /// Window steps taken.
+    pub steps: u32,
+    /// Largest second moments of the previous and the current step (the relative floor's scale).
+    pub v_max: [f64; 2],
+}
+
+impl Optimizer {
+    /// A copy of the state, for a checkpoint.
+    pub fn state(&self) -> OptimizerState {
+        OptimizerState {
+            kind: self.kind,
+            m: self.m.clone(),
+            v: self.v.clone(),
+            t: self.t.clone(),
+            steps: self.steps,
+            v_max: self.v_max,
+        }
+    }
+
+    /// Continues from a saved state; fails (saying what differs) when the state belongs to
+    /// another rule or another number of parameters.
+    pub fn restore(&mut self, state: OptimizerState) -> Result<(), String> {
+        if state.kind != self.kind {
+            return Err(format!(
+                "expected the {:?} optimiser, the checkpoint holds {:?}",
+                self.kind, state.kind
+            ));
+        }
+        if state.m.len() != self.m.len()
+            || state.v.len() != self.v.len()
+            || state.t.len() != self.t.len()
+        {
+            return Err(format!(
+                "expected {} moments in {} rows, the checkpoint holds {} / {} moments in {} rows",
+                self.m.len(),
+                self.t.len(),
+                state.m.len(),
+                state.v.len(),
+                state.t.len()
+            ));
+        }
+        self.m = state.m;
+        self.v = state.v;
+        self.t = state.t;
+        self.steps = state.steps;
+        self.v_max = state.v_max;
+        self.stamp.clear();
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,5 +300,38 @@ mod tests {
             (floored[1] + 0.1 * 1e-3 / 0.101).abs() < 1e-5,
             "{floored:?}"
         );
+    }
+
+    #[test]
+    fn a_restored_optimiser_continues_bit_for_bit() {
+        let grads = |k: usize| -> Vec<Complex32> {
+            (0..16)
+                .map(|i| Complex32::new((i * k) as f32 * 0.1 - 0.7, 0.3 - (i + k) as f32 * 0.05))
+                .collect()
+        };
+        let run = |opt: &mut Optimizer, p: &mut [Complex32], from: usize, to: usize| {
+            for k in from..to {
+                let mut g = grads(k);
+                opt.step_complex_windows(p, &mut g, 4, &[(k % 2, 0), (1, 1)], 2, 0.1);
+            }
+        };
+        let mut a = Optimizer::new(OptimizerKind::Adam, 32, 1);
+        let mut pa = vec![Complex32::new(1.0, 0.0); 16];
+        run(&mut a, &mut pa, 0, 10);
+        let mut b = Optimizer::new(OptimizerKind::Adam, 32, 1);
+        let mut pb = vec![Complex32::new(1.0, 0.0); 16];
+        run(&mut b, &mut pb, 0, 5);
+        let mut c = Optimizer::new(OptimizerKind::Adam, 32, 1);
+        c.restore(b.state()).unwrap();
+        run(&mut c, &mut pb, 5, 10);
+        assert_eq!(pa, pb);
+        let err = Optimizer::new(OptimizerKind::Sgd, 32, 1)
+            .restore(a.state())
+            .unwrap_err();
+        assert!(err.contains("Sgd"), "{err}");
+        let err = Optimizer::new(OptimizerKind::Adam, 30, 1)
+            .restore(a.state())
+            .unwrap_err();
+        assert!(err.contains("30 moments"), "{err}");
     }
 }

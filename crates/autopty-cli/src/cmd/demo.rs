@@ -1,14 +1,15 @@
 //! `autopty demo`: the main job in one command. Simulates the published near-field protocol
 //! (preset `paper`) with corrupted metadata (30% distance error, 10 px position jitter),
 //! reconstructs with joint refinement of object, probe, positions and distance, prints the score
-//! against the truth and says where everything is.
+//! against the truth and says where everything is (the report: `reconstruction/report.html`).
 
-use super::reconstruct::{apply, report_preparation, run_job, Overrides};
+use super::reconstruct::{apply, finish, report_preparation, run_job_ext, Overrides};
 use super::score::write_score;
+use super::session::{self, RunExtras};
 use super::simulate::truth_path;
 use anyhow::Context;
 use autopty::job::Job;
-use autopty::metrics::{format_table, score};
+use autopty::metrics::format_table;
 use std::path::PathBuf;
 
 /// Arguments of `autopty demo`.
@@ -29,7 +30,13 @@ pub struct Args {
     /// TOML job file for the reconstruction.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// No progress bar.
+    /// Write a checkpoint (and refresh the outputs and the report) every N epochs.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub checkpoint_every: usize,
+    /// Progress as one JSON object per epoch on stdout (and the logs as JSON on stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar, only errors in the log.
     #[arg(short, long)]
     pub quiet: bool,
 }
@@ -53,42 +60,72 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut cfg = autopty::sim::preset("paper")?;
     cfg.geometry.distance = args.distance;
     cfg.validate()?;
-    eprintln!(
-        "simulating the 'paper' preset at z = {} m ...",
-        args.distance
-    );
+    let say = !args.json;
+    if say {
+        eprintln!(
+            "simulating the 'paper' preset at z = {} m ...",
+            args.distance
+        );
+    }
     let (data, truth) = autopty::sim::simulate(&cfg)?;
     let data_path = args.output.join("data.cxi");
     autopty::io::cxi::write(&data_path, &data)?;
     autopty::io::truth::write(&truth_path(&data_path), &truth)?;
-    println!(
-        "data: {} patterns of {}x{} px; stored distance {:.4} m (true {:.4} m), stored positions off by {} px (sigma)",
-        data.len(),
-        data.frame(),
-        data.frame(),
-        data.geometry.refined_distance(),
-        truth.geometry.refined_distance(),
-        cfg.corruption.position_jitter
-    );
+    if say {
+        println!(
+            "data: {} patterns of {}x{} px; stored distance {:.4} m (true {:.4} m), stored positions off by {} px (sigma)",
+            data.len(),
+            data.frame(),
+            data.frame(),
+            data.geometry.refined_distance(),
+            truth.geometry.refined_distance(),
+            cfg.corruption.position_jitter
+        );
+    }
     let out = args.output.join("reconstruction");
-    let outcome = run_job(&data, &job, &out, args.quiet)?;
-    report_preparation(&outcome, &job);
+    // A later `autopty reconstruct --resume OUT/reconstruction` reads the data written above.
+    let data_abs = std::path::absolute(&data_path).unwrap_or_else(|_| data_path.clone());
+    let cwd = std::env::current_dir().context("reading the current folder")?;
+    let meta = session::meta(&[data_abs.display().to_string()], &cwd, &job)?;
+    let extras = RunExtras {
+        checkpoint_every: args.checkpoint_every,
+        meta: Some(meta),
+        truth: Some(&truth),
+        title: format!("demo, 'paper' preset at {} m", args.distance),
+        json: args.json,
+        ..RunExtras::default()
+    };
+    let (outcome, seconds, result) = run_job_ext(&data, &job, &out, args.quiet, extras)?;
+    if let Some(result) = &result {
+        write_score(&out, result)?;
+    }
     let rec = &outcome.reconstruction;
-    let result = score(rec, &truth)?;
-    write_score(&out, &result)?;
-    let last = rec.history.last();
-    println!(
-        "{} epochs in {:.1} s ({:.3} s per epoch); refined distance {:.5} m",
-        rec.history.len(),
-        last.map_or(0.0, |s| s.seconds),
-        last.map_or(0.0, |s| s.seconds / s.epoch.max(1) as f64),
-        rec.geometry.refined_distance()
-    );
-    print!("{}", format_table(&result));
-    println!("data and truth: {} (+ .truth.h5)", data_path.display());
-    println!(
-        "reconstruction, images, plots and score.json: {}",
-        out.display()
-    );
-    Ok(())
+    if say {
+        report_preparation(&outcome, &job);
+        let last = rec.history.last();
+        println!(
+            "{} epochs in {:.1} s ({:.3} s per epoch); refined distance {:.5} m",
+            rec.history.len(),
+            last.map_or(0.0, |s| s.seconds),
+            last.map_or(0.0, |s| s.seconds / s.epoch.max(1) as f64),
+            rec.geometry.refined_distance()
+        );
+        if let Some(result) = &result {
+            print!("{}", format_table(result));
+        }
+        println!("data and truth: {} (+ .truth.h5)", data_path.display());
+        println!(
+            "reconstruction, images, plots, score.json and report.html: {}",
+            out.display()
+        );
+    }
+    finish(
+        &outcome,
+        &job,
+        &out,
+        seconds,
+        data.geometry.refined_distance(),
+        args.json,
+        false,
+    )
 }

@@ -9,6 +9,7 @@
 
 use crate::dataset::Dataset;
 use crate::engines::alignment::{self, Alignment};
+use crate::engines::checkpoint::{Checkpointing, JointStart, JointState, LoopState, Parameters};
 use crate::engines::distance_search::{self, DistanceSearch};
 use crate::engines::registration::{self, Registration};
 use crate::engines::{Control, Outcome};
@@ -215,7 +216,41 @@ pub fn run(
     settings: &GradientSettings,
     control: Control,
 ) -> Result<Outcome> {
+    run_resumable(data, model_settings, settings, control, None)
+}
+
+/// [`run`] with checkpoints: continues from `checkpointing.resume` when given (skipping the
+/// preparation stages it had finished) and hands a checkpoint to `checkpointing.save` every
+/// `checkpointing.every` epochs, when the run is interrupted and when it ends.
+pub fn run_resumable(
+    data: &Dataset,
+    model_settings: &ModelSettings,
+    settings: &GradientSettings,
+    control: Control,
+    mut checkpointing: Option<&mut Checkpointing>,
+) -> Result<Outcome> {
     settings.validate()?;
+    if let Some(start) = checkpointing.as_ref().and_then(|c| c.resumed_start()) {
+        tracing::info!(
+            "resume: the preparation stages are done; the joint run starts at {:.6} m",
+            start.distance
+        );
+        let joint = GradientSettings {
+            fix_scan_affine: false,
+            ..settings.clone()
+        };
+        let (model, objective) = fresh_start(
+            data,
+            model_settings,
+            &joint,
+            start.distance,
+            start.corrections.as_ref(),
+        )?;
+        if let Some(c) = checkpointing.as_mut() {
+            c.start = Some(start);
+        }
+        return run_from_resumable(data, model, objective, &joint, control, checkpointing);
+    }
     let mut settings = settings.clone();
     let mut distance = data.geometry.refined_distance();
     let mut corrections = None;
@@ -289,7 +324,13 @@ pub fn run(
     };
     let (model, objective) =
         fresh_start(data, model_settings, &joint, distance, corrections.as_ref())?;
-    let mut outcome = run_from(data, model, objective, &joint, control)?;
+    if let Some(c) = checkpointing.as_mut().filter(|_| !control.should_stop()) {
+        c.start = Some(JointStart {
+            distance,
+            corrections: corrections.clone(),
+        });
+    }
+    let mut outcome = run_from_resumable(data, model, objective, &joint, control, checkpointing)?;
     outcome.distance_search = searched;
     outcome.alignment = aligned;
     outcome.registration = registered;
@@ -325,10 +366,23 @@ pub fn fresh_start(
 /// Runs the gradient engine from a given model and objective.
 pub fn run_from(
     data: &Dataset,
+    model: Model,
+    objective: Objective,
+    settings: &GradientSettings,
+    control: Control,
+) -> Result<Outcome> {
+    run_from_resumable(data, model, objective, settings, control, None)
+}
+
+/// [`run_from`] with checkpoints (see [`run_resumable`]); `model` and `objective` must be the
+/// fresh start the checkpointed run began from.
+pub fn run_from_resumable(
+    data: &Dataset,
     mut model: Model,
     mut objective: Objective,
     settings: &GradientSettings,
     control: Control,
+    mut checkpointing: Option<&mut Checkpointing>,
 ) -> Result<Outcome> {
     let start = Instant::now();
     let j = model.len();
@@ -355,15 +409,68 @@ pub fn run_from(
     let norm = objective.total_measured();
     let reference_corrections = model.corrections.clone();
     let nominal = model.nominal_positions();
+    // Where the loop starts: (epoch, positions done in it, order shuffled, their loss, seconds).
+    let mut resume_at = (1, 0, false, 0.0, 0.0);
+    if let Some(state) = checkpointing.as_mut().and_then(|c| c.take_resumed_joint()) {
+        let into = LoopState {
+            model: &mut model,
+            last_good: &mut last_good,
+            optimizers: [
+                &mut opt_object,
+                &mut opt_probe,
+                &mut opt_positions,
+                &mut opt_distance,
+            ],
+            u: &mut u,
+            rng: &mut rng,
+            order: &mut order,
+            history: &mut history,
+            first_loss: &mut first_loss,
+        };
+        resume_at = state.restore(into, settings)?;
+        tracing::info!(
+            "resume: epoch {} after {} of its positions",
+            resume_at.0,
+            resume_at.1
+        );
+    }
+    let (first_epoch, mut skip, mut shuffled, mut carried_loss, seconds_before) = resume_at;
+    let mut interrupted = None;
+    // The joint state now, at (epoch, positions done, order shuffled, their loss).
+    macro_rules! joint_state {
+        ($epoch:expr, $done:expr, $shuffled:expr, $partial:expr, $last_good:expr) => {
+            JointState {
+                epoch: $epoch,
+                done: $done,
+                shuffled: $shuffled,
+                partial_loss: $partial,
+                params: Parameters::of(&model),
+                last_good: $last_good,
+                optimizers: [&opt_object, &opt_probe, &opt_positions, &opt_distance]
+                    .map(|o| o.state()),
+                u: u[0],
+                rng: rng.clone(),
+                order: order.clone(),
+                history: history.clone(),
+                first_loss,
+                seconds: seconds_before + start.elapsed().as_secs_f64(),
+                settings: settings.clone(),
+            }
+        };
+    }
 
-    'epochs: for epoch in 1..=settings.epochs {
-        order.shuffle(&mut rng);
-        let mut epoch_loss = 0.0;
+    'epochs: for epoch in first_epoch..=settings.epochs {
+        if !std::mem::take(&mut shuffled) {
+            order.shuffle(&mut rng);
+        }
+        let mut epoch_loss = std::mem::take(&mut carried_loss);
+        let skipped = std::mem::take(&mut skip);
         let progress = (epoch - 1) as f64 / (settings.epochs.max(2) - 1) as f64;
         let decay = settings.lr_final_fraction.powf(progress);
-        for chunk in order.chunks(batch) {
+        for (k, chunk) in order[skipped..].chunks(batch).enumerate() {
             if control.should_stop() {
                 stopped_early = Some(format!("interrupted during epoch {epoch}"));
+                interrupted = Some((epoch, skipped + k * batch, epoch_loss));
                 break 'epochs;
             }
             grads.probe.fill(Default::default());
@@ -498,7 +605,7 @@ pub fn run_from(
                 "diverged in epoch {epoch} (loss {loss:.3e}); kept the state of epoch {}",
                 epoch - 1
             ));
-            model = last_good;
+            model.clone_from(&last_good);
             break;
         }
         first_loss.get_or_insert(loss);
@@ -507,11 +614,30 @@ pub fn run_from(
             loss,
             distance: model.distance,
             median_correction: model.median_correction(),
-            seconds: start.elapsed().as_secs_f64(),
+            seconds: seconds_before + start.elapsed().as_secs_f64(),
         };
         (control.on_epoch)(&stats);
         history.push(stats);
         last_good.clone_from(&model);
+        if let Some(c) = checkpointing
+            .as_mut()
+            .filter(|c| c.due(epoch, settings.epochs))
+        {
+            c.save(
+                Some(joint_state!(epoch + 1, 0, false, 0.0, None)),
+                &model,
+                &history,
+            )?;
+        }
+    }
+    // The final checkpoint: where an interruption left the epoch, or past the last epoch (a
+    // diverged run keeps its last periodic checkpoint).
+    let diverged = stopped_early.is_some() && interrupted.is_none();
+    if let Some(c) = checkpointing.filter(|_| !diverged) {
+        let (epoch, done, partial_loss) = interrupted.unwrap_or((settings.epochs + 1, 0, 0.0));
+        let last = interrupted.map(|_| Parameters::of(&last_good));
+        let joint = joint_state!(epoch, done, interrupted.is_some(), partial_loss, last);
+        c.save(Some(joint), &model, &history)?;
     }
 
     let reconstruction = Reconstruction {

@@ -3,6 +3,7 @@
 //! [`EpochStats`](crate::EpochStats) and returns the same [`Reconstruction`](crate::Reconstruction).
 
 pub mod alignment;
+pub mod checkpoint;
 pub mod distance_search;
 pub mod dm;
 mod epochs;
@@ -141,5 +142,35 @@ pub fn run(data: &Dataset, job: &Job, kind: EngineKind, control: Control) -> Res
         EngineKind::Rpie => pie::run(data, &job.model, &job.pie, pie::PieVariant::Rpie, control),
         EngineKind::Dm => dm::run(data, &job.model, &job.dm, dm::DmVariant::Dm, control),
         EngineKind::Raar => dm::run(data, &job.model, &job.dm, dm::DmVariant::Raar, control),
+    }
+}
+
+/// [`run`] with checkpoints, for the gradient engine (`adam`, `sgd`); the classical engines
+/// take none and refuse a checkpoint to resume from.
+pub fn run_resumable(
+    data: &Dataset,
+    job: &Job,
+    kind: EngineKind,
+    control: Control,
+    checkpointing: Option<&mut checkpoint::Checkpointing>,
+) -> Result<Outcome> {
+    match (kind, checkpointing) {
+        (EngineKind::Adam | EngineKind::Sgd, Some(ck)) => {
+            let mut settings = job.gradient.clone();
+            settings.optimizer = if kind == EngineKind::Adam {
+                OptimizerKind::Adam
+            } else {
+                OptimizerKind::Sgd
+            };
+            gradient::run_resumable(data, &job.model, &settings, control, Some(ck))
+        }
+        (_, Some(ck)) if ck.resume.is_some() => Err(Error::invalid(
+            "engine",
+            format!(
+                "{} cannot resume a checkpoint: only the gradient engine (adam, sgd) writes them",
+                kind.name()
+            ),
+        )),
+        _ => run(data, job, kind, control),
     }
 }

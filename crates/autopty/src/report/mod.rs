@@ -6,6 +6,7 @@ pub mod canvas;
 pub mod colormap;
 pub mod figure;
 pub mod font;
+pub mod html;
 pub mod image;
 pub mod plot;
 pub mod positions;
