@@ -15,6 +15,7 @@ pub mod fft;
 pub mod geometry;
 pub mod io;
 pub mod job;
+pub mod maps;
 pub mod metrics;
 pub mod model;
 pub mod objective;

@@ -120,19 +120,21 @@ pub struct Aligned {
     pub rounds: Vec<Round>,
 }
 
-/// Runs the alignment rounds of `gradient.alignment` on `data`, starting from the position
-/// corrections `initial` (J x 2 px; none = nominal positions).
+/// Runs the alignment rounds of `gradient.alignment` on `data`, starting from the refined
+/// distance `start_distance` (m) and the position corrections `initial` (J x 2 px; none =
+/// nominal positions).
 pub fn align(
     data: &Dataset,
     model_settings: &ModelSettings,
     gradient: &GradientSettings,
+    start_distance: f64,
     initial: Option<&Array2<f64>>,
     control: &Control,
 ) -> Result<Aligned> {
     let settings = &gradient.alignment;
     settings.validate()?;
     let start = Instant::now();
-    let mut distance = data.geometry.refined_distance();
+    let mut distance = start_distance;
     let mut corrections = initial
         .cloned()
         .unwrap_or_else(|| Array2::zeros((data.len(), 2)));

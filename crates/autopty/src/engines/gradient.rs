@@ -10,7 +10,8 @@
 use crate::dataset::Dataset;
 use crate::engines::alignment::{self, Alignment};
 use crate::engines::distance_search::{self, DistanceSearch};
-use crate::engines::registration::{self, Registration};
+use crate::engines::fresnel_scale;
+use crate::engines::registration::Registration;
 use crate::engines::{Control, Outcome};
 use crate::error::{Error, Result};
 use crate::geometry::Regime;
@@ -213,14 +214,18 @@ pub fn run(
         && settings.registration.enabled
         && data.geometry.regime == Regime::NearField
     {
-        let nominal = data.positions_in_pixels(data.geometry.sample_pixel(), 0.0);
-        let r = registration::register(data, nominal.view(), &settings.registration)?;
+        // A point source's z1 is also read off the registered scan's scale (fresnel_scale).
+        let (r, z1) =
+            fresnel_scale::register(data, &settings.registration, settings.distance.enabled)?;
         tracing::info!(
             "registration: {} of {} neighbour pairs kept, median misfit {:.2} px",
             r.pairs_kept,
             r.pairs,
             r.median_misfit
         );
+        if let Some(z1) = z1 {
+            distance = z1;
+        }
         corrections = Some(r.corrections.clone());
         // Hold the scan's affine part only where it is known well.
         settings.fix_scan_affine &= r.trusted(settings.registration.trusted_fraction);
@@ -234,6 +239,7 @@ pub fn run(
             data,
             model_settings,
             settings,
+            distance,
             corrections.as_ref(),
             &control,
         )?;

@@ -2,7 +2,13 @@
 
 pub mod atomic;
 pub mod cxi;
+pub mod cxi_output;
 pub(crate) mod h5;
 pub mod npy;
 pub mod outputs;
+pub mod positions_file;
+pub mod ptylab;
+pub mod raw;
+pub mod raw_writer;
+pub mod tiff_stack;
 pub mod truth;
