@@ -24,7 +24,7 @@ pub struct Args {
     pub beta: Option<f64>,
     /// A region with no sample, ROW0,ROW1,COL0,COL1 (object px, end exclusive): the object's
     /// mean there is the reference (phase 0, magnitude 1 when not given).
-    #[arg(long, value_delimiter = ',', num_args = 4, value_name = "R0,R1,C0,C1")]
+    #[arg(long, value_delimiter = ',', value_name = "R0,R1,C0,C1")]
     pub empty_region: Option<Vec<usize>>,
 }
 
@@ -53,6 +53,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let rec = autopty::io::outputs::read(&args.out)?;
     let reference = match &args.empty_region {
+        Some(r) if r.len() != 4 => bail!("--empty-region takes four numbers: ROW0,ROW1,COL0,COL1"),
         Some(r) => Reference::from_region(&rec.object, [r[0], r[1]], [r[2], r[3]])?,
         None => Reference::default(),
     };

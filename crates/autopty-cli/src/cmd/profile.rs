@@ -19,7 +19,6 @@ pub struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        num_args = 2,
         value_name = "X0,Y0",
         allow_negative_numbers = true
     )]
@@ -28,7 +27,6 @@ pub struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        num_args = 2,
         value_name = "X1,Y1",
         allow_negative_numbers = true
     )]
@@ -52,6 +50,9 @@ fn fmt_len(v: Option<f64>, pixel: f64) -> String {
 
 /// Runs the command.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.from.len() != 2 || args.to.len() != 2 {
+        bail!("--from and --to take two numbers each: X,Y (column, row in object pixels)");
+    }
     let rec = autopty::io::outputs::read(&args.out)?;
     let (h, w) = rec.object.dim();
     let (from, to) = ((args.from[1], args.from[0]), (args.to[1], args.to[0]));

@@ -53,7 +53,6 @@ pub struct RawArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        num_args = 2,
         value_name = "ROW,COL",
         help_heading = "Raw TIFF input"
     )]
@@ -128,6 +127,9 @@ impl RawArgs {
         let p = &mut input.preprocess;
         p.hot_pixels |= self.hot_pixels;
         if let Some(c) = &self.centre {
+            if c.len() != 2 {
+                anyhow::bail!("--centre takes two numbers: ROW,COL (px)");
+            }
             p.centre = Some([c[0], c[1]]);
         }
         if let Some(v) = self.crop {
