@@ -66,11 +66,23 @@ pub fn register(
         found.inliers,
         found.median_misfit
     );
-    // The default registration's absolute pixel positions, relative to the rescaled scan.
+    // The default registration's pixel positions, relative to the rescaled scan.
     let at = data.geometry.with_refined_distance(found.source_distance);
     r.corrections =
-        &(&nominal + &r.corrections) - &data.positions_in_pixels(at.sample_pixel(), 0.0);
+        recentred(&(&nominal + &r.corrections) - &data.positions_in_pixels(at.sample_pixel(), 0.0));
     Ok((r, Some(found.source_distance)))
+}
+
+/// Corrections less their mean per axis. The registration fixes the scan's offset only through
+/// its prior, around the nominal scan at the stored `z1`; once the scan is rescaled that offset
+/// is tens of pixels (the nominal scan starts at 0 and grows from there), which would move the
+/// frames near the scan's start off the object array.
+fn recentred(mut corrections: Array2<f64>) -> Array2<f64> {
+    for mut col in corrections.columns_mut() {
+        let mean = col.mean().unwrap_or(0.0);
+        col.mapv_inplace(|v| v - mean);
+    }
+    corrections
 }
 
 /// What the scan says about `z1`.
@@ -137,7 +149,7 @@ pub fn source_distance_from_scan(
     }
     let z1 = g.distance * dx / (p - dx);
     let at = g.with_refined_distance(z1);
-    let corrections = &registered - &data.positions_in_pixels(at.sample_pixel(), 0.0);
+    let corrections = recentred(&registered - &data.positions_in_pixels(at.sample_pixel(), 0.0));
     Some(ScanScale {
         source_distance: z1,
         corrections,
