@@ -102,11 +102,19 @@ fn focused_beam_from_tiff_darks_and_positions_refines_z1() {
     );
     let dz = (z1 / true_z1 - 1.0).abs();
     assert!(dz < 0.02, "z1 error {:.2} %", 100.0 * dz);
-    // Measured magnitude / phase SSIM: see the README; the 0.85 is not reached at this
-    // size with this short run.
+    // Measured (27-60 s on the shared 2-core machine): z1 error 0.9-1.3 %, magnitude / phase
+    // SSIM 0.50-0.53 / 0.68-0.69, median position error 1.6-1.7 px. The magnitude SSIM
+    // of 0.85 is not reached at this size with this short run (nor by the plane-wave `small`
+    // preset's full run: 0.57); the bounds leave room for thread-order rounding.
     assert!(
-        s.ssim_magnitude > 0.3,
+        s.ssim_magnitude > 0.45,
         "magnitude SSIM {}",
         s.ssim_magnitude
+    );
+    assert!(s.ssim_phase > 0.6, "phase SSIM {}", s.ssim_phase);
+    assert!(
+        s.position_error_median.unwrap() < 2.5,
+        "median position error {:?}",
+        s.position_error_median
     );
 }
