@@ -31,6 +31,10 @@ enum Command {
     /// Run several engines (adam, epie, rpie, dm, ...) on one dataset from the same start and
     /// compare them: table, figure, loss against time.
     Compare(cmd::compare::Args),
+    /// Line profile of the reconstructed magnitude and phase with its edge resolution (CSV, PNG).
+    Profile(cmd::profile::Args),
+    /// Thickness maps of the sample from the reconstruction and its refractive index.
+    Maps(cmd::maps::Args),
 }
 
 fn main() {
@@ -49,6 +53,8 @@ fn main() {
         Command::Reconstruct(a) => cmd::reconstruct::run(a),
         Command::Demo(a) => cmd::demo::run(a),
         Command::Compare(a) => cmd::compare::run(a),
+        Command::Profile(a) => cmd::profile::run(a),
+        Command::Maps(a) => cmd::maps::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

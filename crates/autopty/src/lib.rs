@@ -16,6 +16,7 @@ pub mod geometry;
 pub mod guards;
 pub mod io;
 pub mod job;
+pub mod maps;
 pub mod metrics;
 pub mod model;
 pub mod objective;

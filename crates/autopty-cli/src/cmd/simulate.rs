@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 /// Arguments of `autopty simulate`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Preset to start from: paper, small or farfield.
+    /// Preset to start from: paper, small, farfield, focused or focused_small.
     #[arg(long, default_value = "paper")]
     pub preset: String,
     /// TOML settings merged over the preset (see examples/simulate_paper.toml).
@@ -35,6 +35,11 @@ pub struct Args {
     /// Random seed.
     #[arg(long, value_name = "S")]
     pub seed: Option<u64>,
+    /// Also write the raw beamline form next to each CXI file (16-bit TIFF stack with Poisson
+    /// dark counts of this mean added, 10 dark frames, positions CSV in um, and a raw-input
+    /// TOML that `autopty reconstruct NAME.toml` reads).
+    #[arg(long, value_name = "COUNTS")]
+    pub raw_dark: Option<f64>,
     /// Output CXI file, or a folder (ending in '/' or existing) for `NAME_zDIST.cxi` files. The
     /// truth goes next to each file as `NAME.truth.h5`.
     #[arg(short, long, value_name = "PATH")]
@@ -62,6 +67,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let truth_path = truth_path(path);
         autopty::io::cxi::write(path, &data)?;
         autopty::io::truth::write(&truth_path, &truth)?;
+        if let Some(level) = args.raw_dark {
+            let toml = autopty::io::raw_writer::write_raw(
+                &path.with_extension(""),
+                &data,
+                level,
+                10,
+                cfg.seed,
+            )?;
+            println!("raw TIFF form described by {}", toml.display());
+        }
         println!(
             "{}: {} patterns of {}x{} px, {}, true z = {} m (stored {} m), {:.3e} photons/pattern{}, \
              position errors {} px; truth in {} ({:.2} s)",

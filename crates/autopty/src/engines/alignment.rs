@@ -120,22 +120,23 @@ pub struct Aligned {
     pub rounds: Vec<Round>,
 }
 
-/// Runs the alignment rounds of `gradient.alignment` on `data`, starting from the position
-/// corrections `initial` (J x 2 px; none = nominal positions) and from `searched`, a distance (m)
-/// that a full-range search has already found (the rounds then search narrowly around it), or
-/// else from the stored distance.
+/// Runs the alignment rounds of `gradient.alignment` on `data`, starting from the refined
+/// distance `start_distance` (m) and the position corrections `initial` (J x 2 px; none =
+/// nominal positions). `searched`: a full-range search has already found `start_distance`, so the
+/// rounds search narrowly around it.
 pub fn align(
     data: &Dataset,
     model_settings: &ModelSettings,
     gradient: &GradientSettings,
+    start_distance: f64,
     initial: Option<&Array2<f64>>,
-    searched: Option<f64>,
+    searched: bool,
     control: &Control,
 ) -> Result<Aligned> {
     let settings = &gradient.alignment;
     settings.validate()?;
     let start = Instant::now();
-    let mut distance = searched.unwrap_or(data.geometry.refined_distance());
+    let mut distance = start_distance;
     let mut corrections = initial
         .cloned()
         .unwrap_or_else(|| Array2::zeros((data.len(), 2)));
@@ -175,7 +176,7 @@ pub fn align(
         let search = if search_distance {
             let mut s = gradient.distance_search.clone();
             // Narrow once a search has found an interior minimum.
-            let found_before = searched.is_some()
+            let found_before = searched
                 || rounds
                     .iter()
                     .any(|r: &Round| r.search.as_ref().is_some_and(|f| f.interior));

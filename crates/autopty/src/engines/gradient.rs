@@ -11,7 +11,8 @@ use crate::dataset::Dataset;
 use crate::engines::alignment::{self, Alignment};
 use crate::engines::checkpoint::{Checkpointing, JointStart, JointState, LoopState, Parameters};
 use crate::engines::distance_search::{self, DistanceSearch};
-use crate::engines::registration::{self, Registration};
+use crate::engines::fresnel_scale;
+use crate::engines::registration::Registration;
 use crate::engines::{Control, Outcome};
 use crate::error::{Error, Result};
 use crate::geometry::Regime;
@@ -261,14 +262,18 @@ pub fn run_resumable(
         && settings.registration.enabled
         && data.geometry.regime == Regime::NearField
     {
-        let nominal = data.positions_in_pixels(data.geometry.sample_pixel(), 0.0);
-        let r = registration::register(data, nominal.view(), &settings.registration)?;
+        // A point source's z1 is also read off the registered scan's scale (fresnel_scale).
+        let (r, z1) =
+            fresnel_scale::register(data, &settings.registration, settings.distance.enabled)?;
         tracing::info!(
             "registration: {} of {} neighbour pairs kept, median misfit {:.2} px",
             r.pairs_kept,
             r.pairs,
             r.median_misfit
         );
+        if let Some(z1) = z1 {
+            distance = z1;
+        }
         corrections = Some(r.corrections.clone());
         // Hold the scan's affine part only where it is known well.
         settings.fix_scan_affine &= r.trusted(settings.registration.trusted_fraction);
@@ -302,13 +307,14 @@ pub fn run_resumable(
         searched = Some(found);
     }
     if rounds {
-        let start = searched.as_ref().filter(|f| f.interior).map(|f| f.distance);
+        let found = searched.as_ref().is_some_and(|f| f.interior);
         let a = alignment::align(
             data,
             model_settings,
             settings,
+            distance,
             corrections.as_ref(),
-            start,
+            found,
             &control,
         )?;
         distance = a.distance;

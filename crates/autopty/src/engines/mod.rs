@@ -8,6 +8,7 @@ pub mod distance_search;
 pub mod dm;
 mod epochs;
 pub mod exit_wave;
+pub mod fresnel_scale;
 pub mod gradient;
 mod overlap;
 pub mod pie;

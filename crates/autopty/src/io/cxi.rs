@@ -11,6 +11,7 @@
 //! | `/entry_1/instrument_1/detector_1/distance` | sample-to-detector distance, m |
 //! | `/entry_1/instrument_1/detector_1/{x,y}_pixel_size` | detector pixel pitch, m (square pixels) |
 //! | `/entry_1/instrument_1/detector_1/mask` (N, N), optional | uint32 flags, 0 = good pixel |
+//! | `/entry_1/instrument_1/detector_1/dark` or `.../data_dark` (N, N) or (K, N, N), optional | dark frame(s): averaged and subtracted, negatives clipped to 0 |
 //! | `/entry_1/autopty/regime`, optional | `"far_field"` (default) or `"near_field"` (or 0 / 1) |
 //! | `/entry_1/autopty/source_distance`, optional | focus-to-sample distance `z1`, m (point source) |
 //!
@@ -59,6 +60,10 @@ pub const X_PIXEL: &str = "/entry_1/instrument_1/detector_1/x_pixel_size";
 pub const Y_PIXEL: &str = "/entry_1/instrument_1/detector_1/y_pixel_size";
 /// Pixel mask flags (N, N), 0 = good.
 pub const MASK: &str = "/entry_1/instrument_1/detector_1/mask";
+/// Dark frame(s), subtracted on reading.
+pub const DARK: &str = "/entry_1/instrument_1/detector_1/dark";
+/// Dark frame(s), the other name in use.
+pub const DATA_DARK: &str = "/entry_1/instrument_1/detector_1/data_dark";
 /// autopty extension: propagation regime.
 pub const REGIME: &str = "/entry_1/autopty/regime";
 /// autopty extension: focus-to-sample distance z1, m.
@@ -121,6 +126,7 @@ pub fn read_with_info(path: &Path, options: &CxiOptions) -> Result<(Dataset, Cxi
     let mut intensities = frames(&file, data_field, data)?;
     let (count, n) = (intensities.shape()[0], intensities.shape()[1]);
     let mask = read_mask(&file, n)?;
+    subtract_dark(&file, &mut intensities)?;
     clear_bad_masked_pixels(&mut intensities, &mask);
     check_intensities(&file, data_field, &intensities)?;
     let positions = read_positions(&file, count, options)?;
@@ -168,6 +174,46 @@ fn read_mask(file: &H5File, n: usize) -> Result<Array2<bool>> {
     }
     let good = flags.values.iter().map(|&f| f == 0).collect();
     Array2::from_shape_vec((n, n), good).map_err(|e| file.error(MASK, e.to_string()))
+}
+
+/// Subtracts the mean dark frame (from [`DARK`] or [`DATA_DARK`]) and clips negatives to 0.
+fn subtract_dark(file: &H5File, intensities: &mut Array3<f32>) -> Result<()> {
+    let n = intensities.shape()[1];
+    let (field, dark) = match file.read_f32(DARK)? {
+        Some(d) => (DARK, d),
+        None => match file.read_f32(DATA_DARK)? {
+            Some(d) => (DATA_DARK, d),
+            None => return Ok(()),
+        },
+    };
+    let frames = match dark.shape.as_slice() {
+        &[r, c] if r == n && c == n => 1,
+        &[k, r, c] if k > 0 && r == n && c == n => k,
+        other => {
+            return Err(file.error(
+                field,
+                format!("expected ({n}, {n}) or (K, {n}, {n}) like the frames, found {other:?}"),
+            ))
+        }
+    };
+    let mut mean = vec![0.0f64; n * n];
+    for chunk in dark.values.chunks_exact(n * n) {
+        for (m, &v) in mean.iter_mut().zip(chunk) {
+            *m += v as f64;
+        }
+    }
+    if let Some(v) = mean.iter().find(|v| !v.is_finite()) {
+        return Err(file.error(field, format!("expected finite dark counts, found {v}")));
+    }
+    for mut frame in intensities.outer_iter_mut() {
+        for (v, m) in frame.iter_mut().zip(&mean) {
+            // Gap markers (negative, NaN) stay as they are for the mask to clear.
+            if v.is_finite() && *v >= 0.0 {
+                *v = (*v - (m / frames as f64) as f32).max(0.0);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Sets masked pixels holding negative or non-finite values (gap markers) to 0.

@@ -7,6 +7,7 @@
 //! | `probe.npy` | complex64 (M, N, N) probe modes |
 //! | `positions.csv` | index, refined row/col (px, top-left of the probe window in the object array), the same in metres from the array's origin, nominal row/col (px), correction (px) |
 //! | `history.csv` | epoch, loss, distance (m), median position correction (px), seconds |
+//! | `reconstruction.cxi` | object, probe, refined translations and distances as CXI ([`super::cxi_output`]) |
 //! | `summary.json` | engine, settings, geometry with the refined distance, pixel size, epochs, final loss, seconds per epoch |
 //! | `object_magnitude.png`, `object_phase.png`, `probe_mode_K.png` | images |
 //! | `loss.png`, `distance.png`, `position_correction.png` | curves per epoch |
@@ -72,6 +73,7 @@ pub fn write(dir: &Path, rec: &Reconstruction, stopped_early: Option<&str>) -> R
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     npy::write_complex2(&dir.join("object.npy"), &rec.object)?;
     npy::write_complex3(&dir.join("probe.npy"), &rec.probe)?;
+    crate::io::cxi_output::write(&dir.join("reconstruction.cxi"), rec)?;
     write_bytes_atomic(&dir.join("positions.csv"), positions_csv(rec).as_bytes())?;
     write_bytes_atomic(
         &dir.join("history.csv"),

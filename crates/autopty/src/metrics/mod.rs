@@ -20,7 +20,7 @@ pub use frame::{
     erode, extract, global_factor, illumination, remove_phase_ramp, threshold, zoom_bilinear,
 };
 pub use probe::probe_power_fractions;
-pub use profile::{edge_width, line_profile};
+pub use profile::{edge_fwhm, edge_width, line_profile};
 pub use register::{fourier_shift, register};
 pub use score::{
     format_table, score, Score, REGION_EROSION_PX, REGION_THRESHOLD, REGISTRATION_UPSAMPLE,

@@ -94,6 +94,20 @@ pub fn edge_width(profile: &[f64], step: f64) -> Option<f64> {
     Some((x90 - x10) * step)
 }
 
+/// Full width at half maximum of the line spread function of an edge (the derivative of the
+/// edge), assuming a Gaussian blur: FWHM = 2.3548 sigma, the 10-90 % width 2.5631 sigma, so
+/// FWHM = 0.9187 times [`edge_width`]. Same units as `step`.
+pub fn edge_fwhm(profile: &[f64], step: f64) -> Option<f64> {
+    let sigma_per_width = 1.0 / (2.0 * std::f64::consts::SQRT_2 * erf_inv_08());
+    let fwhm_per_sigma = 2.0 * (2.0 * std::f64::consts::LN_2).sqrt();
+    edge_width(profile, step).map(|w| w * sigma_per_width * fwhm_per_sigma)
+}
+
+/// erf^-1(0.8): the 10 % and 90 % points of a Gaussian edge lie at +-sqrt(2) erf^-1(0.8) sigma.
+fn erf_inv_08() -> f64 {
+    0.906_193_802_436_822_9
+}
+
 fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
@@ -128,6 +142,31 @@ mod tests {
             let want = tanh_width(w);
             assert!((got - want).abs() < 0.01 * want, "w={w}: {got} vs {want}");
         }
+    }
+
+    #[test]
+    fn edge_fwhm_of_a_gaussian_blurred_step() {
+        // A step blurred by a Gaussian of sigma 2: erf edge; its LSF has FWHM 2.3548 * 2.
+        let sigma = 2.0;
+        let erf = |x: f64| {
+            // Abramowitz-Stegun 7.1.26, |error| < 1.5e-7.
+            let t = 1.0 / (1.0 + 0.3275911 * x.abs());
+            let y = 1.0
+                - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t
+                    + 0.254829592)
+                    * t
+                    * (-x * x).exp();
+            y.copysign(x)
+        };
+        let step = 0.1;
+        let profile: Vec<f64> = (0..600)
+            .map(|i| 0.5 * (1.0 + erf((i as f64 * step - 30.0) / (sigma * 2f64.sqrt()))))
+            .collect();
+        let got = edge_fwhm(&profile, step).unwrap();
+        assert!(
+            (got - 2.3548 * sigma).abs() < 0.01 * 2.3548 * sigma,
+            "{got}"
+        );
     }
 
     #[test]

@@ -92,6 +92,9 @@ pub struct ProbeConfig {
     pub aperture_radius: f64,
     /// Width of the aperture's raised-cosine edge (px); 0 = hard edge.
     pub aperture_edge: f64,
+    /// Radius (px) of a central stop (a zone plate's central obstruction, seen magnified in
+    /// the beam's cone), with the same soft edge; 0 = none.
+    pub central_stop: f64,
     /// Number M of mutually incoherent modes (1 = fully coherent).
     pub modes: usize,
     /// Power fraction of each mode (M values summing to 1); empty = default

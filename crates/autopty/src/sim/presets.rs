@@ -14,6 +14,18 @@
 //! - `farfield`: Fraunhofer geometry (wavelength 0.1 nm, 75 um pixels at 2 m, 64 x 64 px, sample
 //!   pixel 41.7 nm); flat probe with a 4 rad defocus phase inside a 14 px radius aperture
 //!   (oversampling about 2); 100-point Fermat spiral with 70 % overlap; 2 px position errors.
+//! - `focused`: a soft X-ray zone-plate focus (the published real-data geometry). Wavelength
+//!   1 nm, the focus `z1` = 14 mm upstream of the sample, a 128 x 128 detector with 13.5 um
+//!   pixels `z2` = 0.5 m downstream: magnification `M = (z1 + z2) / z1` = 36.7, sample pixel
+//!   368 nm, effective (plane-wave) distance `z2 / M` = 13.6 mm, pixel Fresnel number 0.0099.
+//!   The probe is the zone plate's diverging cone with its curvature `exp(i pi r^2 / (lambda z1))`
+//!   removed (Fresnel scaling): an annulus (outer radius 0.42 N, central stop 0.15 N) with
+//!   picture-textured magnitude and a weak (+-0.3 rad) picture phase, and no defocus: the data
+//!   fix only the total curvature of the beam at the sample, so any quadratic part of the
+//!   equivalent probe's phase is the same data as another `z1` (with the paper's +-1 rad phase
+//!   picture that ambiguity measured about 2 % of `z1`). 11 x 11 raster, 70 % overlap. Stored metadata: `z1` 30 % long (which
+//!   also makes the stored sample pixel 29 % large), positions with 10 px errors.
+//! - `focused_small`: the `focused` physics at 64 x 64 px and 7 x 7 positions, for tests.
 
 use super::config::*;
 use super::image::Picture;
@@ -21,7 +33,7 @@ use crate::error::{Error, Result};
 use crate::geometry::Regime;
 
 /// Names accepted by [`preset`].
-pub const PRESETS: [&str; 3] = ["paper", "small", "farfield"];
+pub const PRESETS: [&str; 5] = ["paper", "small", "farfield", "focused", "focused_small"];
 
 /// The five propagation distances (m) of the published protocol.
 pub const PAPER_DISTANCES: [f64; 5] = [0.065, 0.1, 0.13, 0.165, 0.2];
@@ -32,6 +44,8 @@ pub fn preset(name: &str) -> Result<SimConfig> {
         "paper" => Ok(paper()),
         "small" => Ok(small()),
         "farfield" => Ok(farfield()),
+        "focused" => Ok(focused()),
+        "focused_small" => Ok(focused_small()),
         other => Err(Error::invalid(
             "preset",
             format!(
@@ -71,6 +85,7 @@ pub fn paper() -> SimConfig {
             defocus: 0.0,
             aperture_radius: 56.0,
             aperture_edge: 12.0,
+            central_stop: 0.0,
             modes: 1,
             power_fractions: vec![],
         },
@@ -138,6 +153,7 @@ pub fn farfield() -> SimConfig {
         defocus: 4.0,
         aperture_radius: 14.0,
         aperture_edge: 4.0,
+        central_stop: 0.0,
         modes: 1,
         power_fractions: vec![],
     };
@@ -156,5 +172,38 @@ pub fn farfield() -> SimConfig {
         position_jitter: 2.0,
         distance_error: 0.0,
     };
+    c
+}
+
+/// A zone-plate focus upstream of the sample, near-field detector far downstream (see the
+/// module docs).
+pub fn focused() -> SimConfig {
+    let mut c = paper();
+    c.name = "focused".into();
+    c.geometry.wavelength = 1e-9;
+    c.geometry.detector_pixel = 13.5e-6;
+    c.geometry.distance = 0.5;
+    c.geometry.source_distance = Some(0.014);
+    c.probe.aperture_radius = 0.42 * 128.0;
+    c.probe.central_stop = 0.15 * 128.0;
+    c.probe.aperture_edge = 8.0;
+    c.probe.magnitude_min = 0.4;
+    c.probe.phase_range = 0.3;
+    c
+}
+
+/// The `focused` physics at a small size, for fast tests.
+pub fn focused_small() -> SimConfig {
+    let mut c = focused();
+    c.name = "focused_small".into();
+    c.geometry.frame = 64;
+    c.probe.aperture_radius = 0.42 * 64.0;
+    c.probe.central_stop = 0.15 * 64.0;
+    c.probe.aperture_edge = 4.0;
+    c.scan.rows = 7;
+    c.scan.cols = 7;
+    c.scan.points = 49;
+    c.scan.margin = 12.0;
+    c.corruption.position_jitter = 5.0;
     c
 }

@@ -4,7 +4,8 @@
 //! Main mode: `P_0 = A(r) m exp(i (phi + d (r / R)^2))` on the N x N window with its centre at
 //! ((N-1)/2, (N-1)/2): m maps the magnitude picture to [m_min, 1], phi the phase picture to
 //! [-p, p], d is a defocus-like phase (rad at the aperture radius R), and A is 1 inside
-//! `R - w/2`, 0 outside `R + w/2` and a raised cosine across the edge of width w.
+//! `R - w/2`, 0 outside `R + w/2` and a raised cosine across the edge of width w. A central
+//! stop of radius s multiplies A by `1 - A_s(r)` (the same edge), giving a zone plate's annulus.
 //!
 //! Further modes: `P_0` times low-order monomials `x^a y^b` (x, y in units of R; degree 1, 2,
 //! ... in turn), made orthogonal to all earlier modes by Gram-Schmidt (in f64), normalised and
@@ -64,7 +65,10 @@ fn main_mode(cfg: &ProbeConfig, n: usize) -> Result<Array2<Complex64>> {
     let at = centred(n);
     Ok(Array2::from_shape_fn((n, n), |(r, c)| {
         let rho = at(r).hypot(at(c));
-        let a = aperture(rho, cfg.aperture_radius, cfg.aperture_edge);
+        let mut a = aperture(rho, cfg.aperture_radius, cfg.aperture_edge);
+        if cfg.central_stop > 0.0 {
+            a *= 1.0 - aperture(rho, cfg.central_stop, cfg.aperture_edge);
+        }
         let u = rho / cfg.aperture_radius;
         let ph = phase[[r, c]] as f64 + cfg.defocus * u * u;
         Complex64::from_polar(a * mag[[r, c]] as f64, ph)

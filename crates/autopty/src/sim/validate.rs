@@ -96,6 +96,13 @@ impl SimConfig {
         }
         finite_positive("probe.aperture_radius", p.aperture_radius)?;
         finite_non_negative("probe.aperture_edge", p.aperture_edge)?;
+        finite_non_negative("probe.central_stop", p.central_stop)?;
+        if p.central_stop >= p.aperture_radius {
+            return Err(bad(
+                "probe.central_stop",
+                "expected a stop smaller than the aperture radius",
+            ));
+        }
         if !(1..=12).contains(&p.modes) {
             return Err(bad(
                 "probe.modes",
