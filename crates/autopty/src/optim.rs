@@ -9,7 +9,8 @@
 //!
 //! Adam divides each element's step by its own root-mean-square gradient, so every element moves
 //! by about the learning rate, however little the data say about it. A relative floor on that
-//! denominator (a fraction of the group's largest one in the step before) keeps this for the
+//! denominator (a fraction of the largest one among the elements stepped in the step before,
+//! i.e. the previous minibatch's windows for the object) keeps this for the
 //! well-determined elements and turns the steps of the weakly determined ones (the object's
 //! dimly lit rim) into gradient-descent steps proportional to their gradient.
 
@@ -75,8 +76,8 @@ impl Optimizer {
         }
     }
 
-    /// Sets the floor of Adam's denominator to `eps_rel` times the largest root second moment of
-    /// the previous step.
+    /// Sets the floor of Adam's denominator to `eps_rel` times the largest root second moment
+    /// among the elements stepped in the previous step (complex steps only; rows keep `EPS`).
     pub fn with_relative_floor(mut self, eps_rel: f64) -> Self {
         self.eps_rel = eps_rel;
         self
