@@ -87,6 +87,14 @@ fn check_file(path: &Path) -> Result<(), String> {
             .ends_with("</html>")
             .then_some(())
             .ok_or_else(|| "the HTML does not end".into()),
+        "cxi" => {
+            let file = hdf5_pure::File::open(path).map_err(|e| e.to_string())?;
+            file.dataset("/entry_1/sample_1/geometry_1/translation")
+                .map_err(|e| e.to_string())?
+                .read_f64()
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
         "autopty" => autopty::io::checkpoint::read(path)
             .map(|_| ())
             .map_err(|e| e.to_string()),
