@@ -24,8 +24,8 @@ pub struct Fft2 {
 
 /// Per-thread work buffers for [`Fft2`].
 pub struct FftWork {
-    scratch: Vec<Complex32>,
-    transposed: Vec<Complex32>,
+    pub(crate) scratch: Vec<Complex32>,
+    pub(crate) transposed: Vec<Complex32>,
 }
 
 impl std::fmt::Debug for Fft2 {
@@ -88,6 +88,59 @@ impl Fft2 {
         self.transform(self.inverse.as_ref(), frame, work);
     }
 
+    /// Unscaled 1-D forward FFTs of every length-N row of `rows` (a whole number of rows): the
+    /// building block of pruned and transposed-order 2-D transforms.
+    pub(crate) fn forward_rows(&self, rows: &mut [Complex32], scratch: &mut [Complex32]) {
+        self.forward.process_with_scratch(rows, scratch);
+    }
+
+    /// Unscaled 1-D inverse FFTs of every length-N row of `rows` (a whole number of rows).
+    pub(crate) fn inverse_rows(&self, rows: &mut [Complex32], scratch: &mut [Complex32]) {
+        self.inverse.process_with_scratch(rows, scratch);
+    }
+
+    /// Unitary forward transform of `frame` into `out` in transposed order
+    /// (`out[kx * N + ky]`): one transpose instead of two; `frame` is left with its row
+    /// transforms. Transposed-order spectra are undone by [`Fft2::inverse_from_transposed`].
+    pub fn forward_to_transposed(
+        &self,
+        frame: &mut [Complex32],
+        out: &mut [Complex32],
+        work: &mut FftWork,
+    ) {
+        let n = self.n;
+        assert!(
+            frame.len() == n * n && out.len() == n * n,
+            "frames must hold N*N values"
+        );
+        self.forward.process_with_scratch(frame, &mut work.scratch);
+        transpose_block(frame, n, out, n, n, n);
+        self.forward.process_with_scratch(out, &mut work.scratch);
+        let scale = 1.0 / n as f32;
+        out.iter_mut().for_each(|v| *v *= scale);
+    }
+
+    /// Inverse of [`Fft2::forward_to_transposed`] (and its adjoint): `spectrum` in transposed
+    /// order, overwritten by its column transforms; the frame is written to `out`.
+    pub fn inverse_from_transposed(
+        &self,
+        spectrum: &mut [Complex32],
+        out: &mut [Complex32],
+        work: &mut FftWork,
+    ) {
+        let n = self.n;
+        assert!(
+            spectrum.len() == n * n && out.len() == n * n,
+            "frames must hold N*N values"
+        );
+        self.inverse
+            .process_with_scratch(spectrum, &mut work.scratch);
+        transpose_block(spectrum, n, out, n, n, n);
+        self.inverse.process_with_scratch(out, &mut work.scratch);
+        let scale = 1.0 / n as f32;
+        out.iter_mut().for_each(|v| *v *= scale);
+    }
+
     /// Forward transform with zero frequency at `[N/2, N/2]` (= fftshift of [`Fft2::forward`]).
     pub fn forward_centred(&self, frame: &mut [Complex32], work: &mut FftWork) {
         if self.n.is_multiple_of(2) {
@@ -129,6 +182,42 @@ impl Fft2 {
         frames
             .par_chunks_mut(nn)
             .for_each_init(|| self.work(), |work, frame| op(frame, work));
+    }
+}
+
+/// Side of the square tiles [`transpose_block`] works in (16 x 16 complex f32 = 2 KiB, so a
+/// source and a destination tile stay in L1).
+const TILE: usize = 16;
+
+/// Writes the transpose of a `rows` x `cols` block of `src` (row stride `src_stride`) into
+/// `dst` (row stride `dst_stride`): `dst[c * dst_stride + r] = src[r * src_stride + c]`.
+/// Works tile by tile so that both sides are read and written in cache-sized pieces.
+pub(crate) fn transpose_block(
+    src: &[Complex32],
+    src_stride: usize,
+    dst: &mut [Complex32],
+    dst_stride: usize,
+    rows: usize,
+    cols: usize,
+) {
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    assert!(
+        (rows - 1) * src_stride + cols <= src.len() && (cols - 1) * dst_stride + rows <= dst.len(),
+        "transpose block outside its buffers"
+    );
+    for r0 in (0..rows).step_by(TILE) {
+        let r1 = (r0 + TILE).min(rows);
+        for c0 in (0..cols).step_by(TILE) {
+            let c1 = (c0 + TILE).min(cols);
+            for c in c0..c1 {
+                let out = &mut dst[c * dst_stride + r0..c * dst_stride + r1];
+                for (o, r) in out.iter_mut().zip(r0..r1) {
+                    *o = src[r * src_stride + c];
+                }
+            }
+        }
     }
 }
 
@@ -262,6 +351,50 @@ mod tests {
             for (p, q) in a.iter().zip(&x) {
                 assert!((p - q).norm() < 1e-5, "n={n}");
             }
+        }
+    }
+
+    #[test]
+    fn transposed_order_transforms_match_the_plain_ones() {
+        for n in [6, 20, 35] {
+            let fft = Fft2::new(n);
+            let mut work = fft.work();
+            let x = random_frame(n, 21);
+            let mut plain = x.clone();
+            fft.forward(&mut plain, &mut work);
+            let mut t = vec![Complex32::default(); n * n];
+            fft.forward_to_transposed(&mut x.clone(), &mut t, &mut work);
+            for r in 0..n {
+                for c in 0..n {
+                    let d = t[c * n + r] - plain[r * n + c];
+                    assert!(d.norm() < 1e-5, "n={n} ({r}, {c})");
+                }
+            }
+            let mut back = vec![Complex32::default(); n * n];
+            fft.inverse_from_transposed(&mut t, &mut back, &mut work);
+            for (a, b) in back.iter().zip(&x) {
+                assert!((a - b).norm() < 1e-5, "n={n}");
+            }
+        }
+    }
+
+    #[test]
+    fn block_transpose_moves_every_element_once() {
+        let (rows, cols, ss, ds) = (37, 21, 40, 39);
+        let src: Vec<Complex32> = (0..rows * ss)
+            .map(|i| Complex32::new(i as f32, -(i as f32)))
+            .collect();
+        let mut dst = vec![Complex32::new(-1.0, 0.0); cols * ds];
+        transpose_block(&src, ss, &mut dst, ds, rows, cols);
+        for r in 0..rows {
+            for c in 0..cols {
+                assert_eq!(dst[c * ds + r], src[r * ss + c]);
+            }
+        }
+        for c in 0..cols {
+            assert!(dst[c * ds + rows..(c + 1) * ds]
+                .iter()
+                .all(|v| v.re == -1.0));
         }
     }
 

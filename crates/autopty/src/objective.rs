@@ -19,7 +19,7 @@ use crate::model::{Gradients, Model, Subpixel};
 use crate::ops::loss::{loss_and_gradient, LossKind, Measured};
 use crate::ops::modes::{add_probe_gradient, exit_waves, patch_gradient};
 use crate::ops::sampler::{position_gradient, sample, scatter_add, Placement};
-use crate::ops::shift::FourierShift;
+use crate::ops::shift::{FourierShift, Ramp};
 use crate::propagate::{PropWork, Propagator};
 use ndarray::Array3;
 use num_complex::Complex32;
@@ -32,6 +32,8 @@ struct Slot {
     clamped: bool,
     /// Sub-pixel remainder moved by Fourier shifts (zero with the bilinear sampler).
     shift: [f64; 2],
+    /// The Fourier shift's phase ramp for `shift`.
+    ramp: Ramp,
     patch: Vec<Complex32>,
     /// The probe modes moved by `shift` (Fourier sampler only).
     probe: Vec<Complex32>,
@@ -77,6 +79,7 @@ impl Objective {
         let n = data.frame();
         let nn = n * n;
         let max_batch = max_batch.clamp(1, data.len().max(1));
+        let shifter = FourierShift::new(n);
         let slots = (0..max_batch)
             .map(|_| Slot {
                 j: 0,
@@ -88,6 +91,7 @@ impl Objective {
                 },
                 clamped: false,
                 shift: [0.0; 2],
+                ramp: shifter.ramp([0.0; 2]),
                 patch: vec![Complex32::default(); nn],
                 probe: vec![Complex32::default(); modes * nn],
                 probe_grad: vec![Complex32::default(); modes * nn],
@@ -101,7 +105,6 @@ impl Objective {
             })
             .collect();
         let threads = rayon::current_num_threads().max(1);
-        let shifter = FourierShift::new(n);
         let works = (0..threads)
             .map(|_| (propagator.work(), shifter.work()))
             .collect();
@@ -196,14 +199,15 @@ impl Objective {
             .for_each(|(slots, (work, shift_work))| {
                 for s in slots {
                     sample(&model.object, s.placement, n, &mut s.patch);
-                    let ramp = shifter.ramp(s.shift);
+                    shifter.fill_ramp(s.shift, &mut s.ramp);
+                    let ramp = &s.ramp;
                     let probe: &[Complex32] = if fourier {
                         for (out, spec) in s
                             .probe
                             .chunks_exact_mut(nn)
                             .zip(probe_spectrum.chunks_exact(nn))
                         {
-                            shifter.shift(spec, &ramp, out, shift_work);
+                            shifter.shift(spec, ramp, out, shift_work);
                         }
                         &s.probe
                     } else {
@@ -252,7 +256,7 @@ impl Objective {
                             .zip(probe_spectrum.chunks_exact(nn))
                             .zip(s.probe_grad_spectrum.chunks_exact_mut(nn))
                         {
-                            let d = shifter.shift_vjp(g, spec, &ramp, acc, shift_work);
+                            let d = shifter.shift_vjp(g, spec, ramp, acc, shift_work);
                             ds[0] += d[0];
                             ds[1] += d[1];
                         }

@@ -15,6 +15,7 @@
 //! dimly lit rim) into gradient-descent steps proportional to their gradient.
 
 use num_complex::Complex32;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// Which update rule a parameter group uses.
@@ -51,13 +52,69 @@ pub struct Optimizer {
     v: Vec<f64>,
     /// Step count per row.
     t: Vec<u32>,
-    /// Stamp per complex element for lazy window updates (which step last touched it).
-    stamp: Vec<u32>,
+    /// Count of window steps.
     steps: u32,
     /// Floor of Adam's denominator relative to the largest one of the previous step.
     eps_rel: f64,
     /// Largest bias-corrected second moment seen in the previous step, and in this one.
     v_max: [f64; 2],
+    /// The windows of the current step sorted by column (reused, not state).
+    #[serde(skip)]
+    sorted: Vec<(usize, usize)>,
+}
+
+/// The constants of one step of one row: the learning rate, Adam's bias corrections
+/// `1 / (1 - beta^t)` and the floor of its denominator.
+#[derive(Clone, Copy)]
+struct Rule {
+    kind: OptimizerKind,
+    lr: f64,
+    c1: f64,
+    c2: f64,
+    floor: f64,
+}
+
+impl Rule {
+    /// The change of one real with gradient `g` and moments `m`, `v` (updated), and its
+    /// bias-corrected second moment (0 for gradient descent).
+    #[inline]
+    fn apply(&self, g: f64, m: &mut f64, v: &mut f64) -> (f64, f64) {
+        match self.kind {
+            OptimizerKind::Sgd => (-self.lr * g, 0.0),
+            OptimizerKind::Adam => {
+                *m = BETA1 * *m + (1.0 - BETA1) * g;
+                *v = BETA2 * *v + (1.0 - BETA2) * g * g;
+                let vh = *v * self.c2;
+                (-self.lr * *m * self.c1 / (vh.sqrt() + self.floor), vh)
+            }
+        }
+    }
+
+    /// Steps a run of complex elements with their moments (two reals each; empty slices for
+    /// gradient descent); returns the largest bias-corrected second moment.
+    fn run(
+        &self,
+        params: &mut [Complex32],
+        grads: &[Complex32],
+        m: &mut [f64],
+        v: &mut [f64],
+    ) -> f64 {
+        let mut v_max = 0.0f64;
+        let (mut no_m, mut no_v) = ([0.0f64; 2], [0.0f64; 2]);
+        for (k, (p, g)) in params.iter_mut().zip(grads).enumerate() {
+            let (mk, vk) = if m.is_empty() {
+                (&mut no_m[..], &mut no_v[..])
+            } else {
+                (&mut m[2 * k..2 * k + 2], &mut v[2 * k..2 * k + 2])
+            };
+            let (dre, vre) = self.apply(g.re as f64, &mut mk[0], &mut vk[0]);
+            let (dim, vim) = self.apply(g.im as f64, &mut mk[1], &mut vk[1]);
+            p.re += dre as f32;
+            p.im += dim as f32;
+            v_max = v_max.max(vre).max(vim);
+        }
+        v_max
+    }
 }
 
 impl Optimizer {
@@ -69,10 +126,10 @@ impl Optimizer {
             m: vec![0.0; moments],
             v: vec![0.0; moments],
             t: vec![0; rows.max(1)],
-            stamp: Vec::new(),
             steps: 0,
             eps_rel: 0.0,
             v_max: [0.0; 2],
+            sorted: Vec::new(),
         }
     }
 
@@ -83,41 +140,38 @@ impl Optimizer {
         self
     }
 
-    fn end_step(&mut self) {
-        self.v_max = [self.v_max[1], 0.0];
+    /// The constants of step `t` with learning rate `lr`; `relative` applies the relative floor.
+    fn rule(&self, t: u32, lr: f64, relative: bool) -> Rule {
+        let floor = if relative {
+            EPS.max(self.eps_rel * self.v_max[0].sqrt())
+        } else {
+            EPS
+        };
+        Rule {
+            kind: self.kind,
+            lr,
+            c1: 1.0 / (1.0 - BETA1.powi(t as i32)),
+            c2: 1.0 / (1.0 - BETA2.powi(t as i32)),
+            floor,
+        }
     }
 
-    #[inline]
-    fn update(&mut self, i: usize, t: u32, lr: f64, g: f64) -> f64 {
-        match self.kind {
-            OptimizerKind::Sgd => -lr * g,
-            OptimizerKind::Adam => {
-                let m = BETA1 * self.m[i] + (1.0 - BETA1) * g;
-                let v = BETA2 * self.v[i] + (1.0 - BETA2) * g * g;
-                self.m[i] = m;
-                self.v[i] = v;
-                let mh = m / (1.0 - BETA1.powi(t as i32));
-                let vh = v / (1.0 - BETA2.powi(t as i32));
-                self.v_max[1] = self.v_max[1].max(vh);
-                let floor = EPS.max(self.eps_rel * self.v_max[0].sqrt());
-                -lr * mh / (vh.sqrt() + floor)
-            }
-        }
+    fn end_step(&mut self, v_max: f64) {
+        self.v_max = [v_max, 0.0];
     }
 
     /// Steps every element of a complex group (one row).
     pub fn step_complex(&mut self, params: &mut [Complex32], grads: &[Complex32], lr: f64) {
         self.t[0] += 1;
-        let t = self.t[0];
-        for (i, (p, g)) in params.iter_mut().zip(grads).enumerate() {
-            p.re += self.update(2 * i, t, lr, g.re as f64) as f32;
-            p.im += self.update(2 * i + 1, t, lr, g.im as f64) as f32;
-        }
-        self.end_step();
+        let rule = self.rule(self.t[0], lr, true);
+        let v_max = rule.run(params, grads, &mut self.m, &mut self.v);
+        self.end_step(v_max);
     }
 
     /// Steps only the square windows `(row, col)` of side `size` of a complex image of width
     /// `width`, each element once even where windows overlap, and zeroes the gradient there.
+    /// The rows of the image are stepped in parallel; the result does not depend on the
+    /// number of threads.
     pub fn step_complex_windows(
         &mut self,
         params: &mut [Complex32],
@@ -127,28 +181,65 @@ impl Optimizer {
         size: usize,
         lr: f64,
     ) {
-        if self.stamp.len() != params.len() {
-            self.stamp = vec![0; params.len()];
-        }
         self.steps += 1;
         self.t[0] += 1;
-        let (t, stamp) = (self.t[0], self.steps);
-        for &(r0, c0) in windows {
-            for r in r0..(r0 + size).min(params.len() / width) {
-                for c in c0..(c0 + size).min(width) {
-                    let i = r * width + c;
-                    if self.stamp[i] == stamp {
+        let rule = self.rule(self.t[0], lr, true);
+        let height = params.len() / width.max(1);
+        let mut sorted = std::mem::take(&mut self.sorted);
+        sorted.clear();
+        sorted.extend_from_slice(windows);
+        sorted.sort_unstable_by_key(|w| w.1);
+        let first = sorted.iter().map(|w| w.0).min().unwrap_or(0).min(height);
+        let last = sorted
+            .iter()
+            .map(|w| w.0 + size)
+            .max()
+            .unwrap_or(0)
+            .min(height);
+        let adam = !self.m.is_empty();
+        let rows = params[first * width..last * width]
+            .par_chunks_mut(width)
+            .zip(grads[first * width..last * width].par_chunks_mut(width));
+        let step_row =
+            |r: usize, p: &mut [Complex32], g: &mut [Complex32], m: &mut [f64], v: &mut [f64]| {
+                // The union of the windows' column ranges on this row, in order of their start.
+                let mut v_max = 0.0f64;
+                let mut done = 0;
+                for &(r0, c0) in &sorted {
+                    if r < r0 || r >= r0 + size {
                         continue;
                     }
-                    self.stamp[i] = stamp;
-                    let g = grads[i];
-                    params[i].re += self.update(2 * i, t, lr, g.re as f64) as f32;
-                    params[i].im += self.update(2 * i + 1, t, lr, g.im as f64) as f32;
-                    grads[i] = Complex32::default();
+                    let (c0, c1) = (c0.max(done), (c0 + size).min(width));
+                    if c0 >= c1 {
+                        continue;
+                    }
+                    let (m, v) = if adam {
+                        (&mut m[2 * c0..2 * c1], &mut v[2 * c0..2 * c1])
+                    } else {
+                        (&mut [][..], &mut [][..])
+                    };
+                    v_max = v_max.max(rule.run(&mut p[c0..c1], &g[c0..c1], m, v));
+                    g[c0..c1].fill(Complex32::default());
+                    done = c1;
                 }
-            }
-        }
-        self.end_step();
+                v_max
+            };
+        let v_max = if adam {
+            let (m, v) = (
+                &mut self.m[2 * first * width..2 * last * width],
+                &mut self.v[2 * first * width..2 * last * width],
+            );
+            rows.zip(m.par_chunks_mut(2 * width).zip(v.par_chunks_mut(2 * width)))
+                .enumerate()
+                .map(|(k, ((p, g), (m, v)))| step_row(first + k, p, g, m, v))
+                .reduce(|| 0.0, f64::max)
+        } else {
+            rows.enumerate()
+                .map(|(k, (p, g))| step_row(first + k, p, g, &mut [], &mut []))
+                .reduce(|| 0.0, f64::max)
+        };
+        self.sorted = sorted;
+        self.end_step(v_max);
     }
 
     /// Steps the given rows (each `width` reals) of a real group, each row with its own count.
@@ -160,12 +251,17 @@ impl Optimizer {
         rows: &[usize],
         lr: f64,
     ) {
+        let (mut no_m, mut no_v) = (0.0, 0.0);
         for &r in rows {
             self.t[r] += 1;
-            let t = self.t[r];
-            for k in 0..width {
-                let i = r * width + k;
-                params[i] += self.update(i, t, lr, grads[i]);
+            let rule = self.rule(self.t[r], lr, false);
+            for i in r * width..(r + 1) * width {
+                let (m, v) = if self.m.is_empty() {
+                    (&mut no_m, &mut no_v)
+                } else {
+                    (&mut self.m[i], &mut self.v[i])
+                };
+                params[i] += rule.apply(grads[i], m, v).0;
             }
         }
     }
@@ -230,7 +326,6 @@ impl Optimizer {
         self.t = state.t;
         self.steps = state.steps;
         self.v_max = state.v_max;
-        self.stamp.clear();
         Ok(())
     }
 }

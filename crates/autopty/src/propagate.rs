@@ -27,7 +27,7 @@
 //! adjoint also returns `dL/dz = Re <g, dPsi/dz>` using the spectrum cached by the forward pass,
 //! where `dPsi/dz = crop(IFFT(i (k_z - k) H FFT(pad(psi))))`.
 
-use crate::fft::{freq_index, Fft2, FftWork};
+use crate::fft::{freq_index, transpose_block, Fft2, FftWork};
 use num_complex::Complex32;
 
 /// Padded FFT size for near-field propagation of an N x N field (see the module docs).
@@ -56,10 +56,49 @@ pub fn next_fast_even(m: usize) -> usize {
     }
 }
 
+/// Calls `f(bins, kz - k)` once per distinct spatial frequency magnitude of a `np` x `np` grid
+/// with pixel `pixel` (m): `bins` are the flat indices of the up to 8 bins (+-fy, +-fx and
+/// swapped) that share `k_z - k` (rad/m, written to avoid cancellation at small angles; None
+/// where the wave is evanescent). The transfer function has this symmetry, so it costs one
+/// eighth of the grid's `sin`/`cos` to rebuild.
+fn for_each_symmetric_bin(
+    np: usize,
+    wavelength: f64,
+    pixel: f64,
+    mut f: impl FnMut(&[usize], Option<f64>),
+) {
+    let k = std::f64::consts::TAU / wavelength;
+    let df = 1.0 / (np as f64 * pixel);
+    let mirror = |a: usize| (np - a) % np;
+    let half = np / 2;
+    for a in 0..=half {
+        for b in 0..=a {
+            let (fy, fx) = (a as f64 * df, b as f64 * df);
+            let arg = 1.0 - wavelength * wavelength * (fx * fx + fy * fy);
+            let d = (arg > 0.0).then(|| -k * (1.0 - arg) / (1.0 + arg.sqrt()));
+            let (ma, mb) = (mirror(a), mirror(b));
+            let bins = [
+                a * np + b,
+                a * np + mb,
+                ma * np + b,
+                ma * np + mb,
+                b * np + a,
+                b * np + ma,
+                mb * np + a,
+                mb * np + ma,
+            ];
+            f(&bins, d);
+        }
+    }
+}
+
 /// Work buffers for one thread of a [`Propagator`].
 pub struct PropWork {
     fft: FftWork,
+    /// The padded field in transposed order (near field, P x P).
     buf: Vec<Complex32>,
+    /// The N rows of the padded field that hold the window (near field, N x P).
+    strip: Vec<Complex32>,
     ramps: (Vec<Complex32>, Vec<Complex32>),
 }
 
@@ -88,12 +127,14 @@ pub struct NearField {
     wavelength: f64,
     pixel: f64,
     distance: f64,
-    /// `k_z - k` per padded frequency bin (rad/m); NaN where evanescent.
-    kz_minus_k: Vec<f64>,
+    /// `k_z - k` per padded frequency bin (rad/m); 0 where evanescent (where `H` is 0).
+    kz_minus_k: Vec<f32>,
     /// Transfer function `H` for the current distance (0 where evanescent).
     transfer: Vec<Complex32>,
     /// Signed frequency (cycles per pixel) of each padded FFT bin along one axis.
     freq: Vec<f64>,
+    /// `freq` in f32 for the sums along a row.
+    freq32: Vec<f32>,
 }
 
 /// Gradients that the near-field adjoint gives besides the field's.
@@ -127,32 +168,24 @@ impl Propagator {
     ) -> Self {
         assert!(padded >= n, "padded size must be at least N");
         let np = padded;
-        let mut kz_minus_k = vec![0.0; np * np];
-        let k = 2.0 * std::f64::consts::PI / wavelength;
-        let df = 1.0 / (np as f64 * pixel);
-        for r in 0..np {
-            let fy = freq_index(r, np) * df;
-            for c in 0..np {
-                let fx = freq_index(c, np) * df;
-                let arg = 1.0 - wavelength * wavelength * (fx * fx + fy * fy);
-                kz_minus_k[r * np + c] = if arg > 0.0 {
-                    // k (sqrt(arg) - 1) written to avoid cancellation at small angles.
-                    -k * (1.0 - arg) / (1.0 + arg.sqrt())
-                } else {
-                    f64::NAN
-                };
+        let freq: Vec<f64> = (0..np).map(|k| freq_index(k, np) / np as f64).collect();
+        let mut kz_minus_k = vec![0.0f32; np * np];
+        for_each_symmetric_bin(np, wavelength, pixel, |bins, d| {
+            for &i in bins {
+                kz_minus_k[i] = d.map_or(0.0, |d| d as f32);
             }
-        }
+        });
         let mut near = NearField {
             n,
             padded,
             fft: Fft2::new(np),
             wavelength,
             pixel,
-            distance,
+            distance: f64::NAN,
             kz_minus_k,
             transfer: vec![Complex32::default(); np * np],
-            freq: (0..np).map(|k| freq_index(k, np) / np as f64).collect(),
+            freq32: freq.iter().map(|&f| f as f32).collect(),
+            freq,
         };
         near.set_distance(distance);
         Propagator::Near(near)
@@ -180,11 +213,13 @@ impl Propagator {
             Propagator::Far(f) => PropWork {
                 fft: f.fft.work(),
                 buf: Vec::new(),
+                strip: Vec::new(),
                 ramps: (Vec::new(), Vec::new()),
             },
             Propagator::Near(p) => PropWork {
                 fft: p.fft.work(),
                 buf: vec![Complex32::default(); p.padded * p.padded],
+                strip: vec![Complex32::default(); p.n * p.padded],
                 ramps: (Vec::with_capacity(p.padded), Vec::with_capacity(p.padded)),
             },
         }
@@ -306,33 +341,73 @@ impl NearField {
     }
 
     fn set_distance(&mut self, distance: f64) {
-        self.distance = distance;
-        for (h, &d) in self.transfer.iter_mut().zip(&self.kz_minus_k) {
-            *h = if d.is_nan() {
-                Complex32::default()
-            } else {
-                let ph = d * distance;
-                Complex32::new(ph.cos() as f32, ph.sin() as f32)
-            };
+        if distance == self.distance {
+            return;
         }
+        self.distance = distance;
+        let transfer = &mut self.transfer;
+        for_each_symmetric_bin(self.padded, self.wavelength, self.pixel, |bins, d| {
+            let h = d.map_or(Complex32::default(), |d| {
+                let (sin, cos) = (d * distance).sin_cos();
+                Complex32::new(cos as f32, sin as f32)
+            });
+            for &i in bins {
+                transfer[i] = h;
+            }
+        });
     }
 
     fn offset(&self) -> usize {
         (self.padded - self.n) / 2
     }
 
-    fn pad(&self, src: &[Complex32], dst: &mut [Complex32]) {
+    /// First half of a pruned forward transform of the zero-padded window: the N rows that
+    /// hold it, transformed along x (unscaled), into `strip` (N x P). The other P - N rows are
+    /// zero and stay zero, so their transforms are skipped.
+    fn padded_rows(&self, field: &[Complex32], strip: &mut [Complex32], scratch: &mut [Complex32]) {
         let (n, np, o) = (self.n, self.padded, self.offset());
-        dst.fill(Complex32::default());
-        for r in 0..n {
-            dst[(r + o) * np + o..(r + o) * np + o + n].copy_from_slice(&src[r * n..(r + 1) * n]);
+        for (row, src) in strip.chunks_exact_mut(np).zip(field.chunks_exact(n)) {
+            row[..o].fill(Complex32::default());
+            row[o..o + n].copy_from_slice(src);
+            row[o + n..].fill(Complex32::default());
         }
+        self.fft.forward_rows(strip, scratch);
     }
 
-    fn crop(&self, src: &[Complex32], dst: &mut [Complex32]) {
+    /// Second half: the strip transposed into columns `o..o + N` of `spectrum` (P x P, zero
+    /// elsewhere) and transformed along y (unscaled). The spectrum is left in transposed order
+    /// (row = x frequency), which saves the transpose back; `H` is symmetric, so it multiplies
+    /// in either order.
+    fn spectrum_from_rows(
+        &self,
+        strip: &[Complex32],
+        spectrum: &mut [Complex32],
+        scratch: &mut [Complex32],
+    ) {
         let (n, np, o) = (self.n, self.padded, self.offset());
-        for r in 0..n {
-            dst[r * n..(r + 1) * n].copy_from_slice(&src[(r + o) * np + o..(r + o) * np + o + n]);
+        for row in spectrum.chunks_exact_mut(np) {
+            row[..o].fill(Complex32::default());
+            row[o + n..].fill(Complex32::default());
+        }
+        transpose_block(strip, np, &mut spectrum[o..], np, n, np);
+        self.fft.forward_rows(spectrum, scratch);
+    }
+
+    /// Unscaled inverse of a transposed-order spectrum (`buf`, overwritten) onto the N x N
+    /// window: all P transforms along y, then only the N rows of the window along x.
+    fn window_from_spectrum(
+        &self,
+        buf: &mut [Complex32],
+        strip: &mut [Complex32],
+        field: &mut [Complex32],
+        scratch: &mut [Complex32],
+    ) {
+        let (n, np, o) = (self.n, self.padded, self.offset());
+        self.fft.inverse_rows(buf, scratch);
+        transpose_block(&buf[o..], np, strip, np, np, n);
+        self.fft.inverse_rows(strip, scratch);
+        for (dst, row) in field.chunks_exact_mut(n).zip(strip.chunks_exact(np)) {
+            dst.copy_from_slice(&row[o..o + n]);
         }
     }
 
@@ -368,6 +443,9 @@ impl NearField {
         }
     }
 
+    /// Near-field forward (see the module docs). The FFTs are pruned to the rows that are not
+    /// zero and left in transposed order in between; the two unitary scalings are folded into
+    /// the transfer multiply. The cache receives the unscaled spectrum (P times the unitary one).
     fn forward(
         &self,
         field: &mut [Complex32],
@@ -375,18 +453,38 @@ impl NearField {
         s: [f64; 2],
         work: &mut PropWork,
     ) {
-        let buf = &mut work.buf;
-        self.pad(field, buf);
-        self.fft.forward(buf, &mut work.fft);
-        if !cache.is_empty() {
-            cache.copy_from_slice(buf);
+        let np = self.padded;
+        let PropWork {
+            fft,
+            buf,
+            strip,
+            ramps,
+        } = work;
+        let spectrum: &mut [Complex32] = if cache.is_empty() {
+            &mut fft.transposed
+        } else {
+            cache
+        };
+        self.padded_rows(field, strip, &mut fft.scratch);
+        self.spectrum_from_rows(strip, spectrum, &mut fft.scratch);
+        self.fill_ramps(s, ramps);
+        let scale = 1.0 / (np * np) as f32;
+        // Transposed order: row r holds x frequency r (ramp `ramps.1`), column c y frequency c.
+        for (r, ((out, spec), h)) in buf
+            .chunks_exact_mut(np)
+            .zip(spectrum.chunks_exact(np))
+            .zip(self.transfer.chunks_exact(np))
+            .enumerate()
+        {
+            let rx = ramps.1[r] * scale;
+            for (((o, &sv), &hv), &ry) in out.iter_mut().zip(spec).zip(h).zip(&ramps.0) {
+                *o = sv * (hv * (rx * ry));
+            }
         }
-        self.fill_ramps(s, &mut work.ramps);
-        self.apply_transfer(buf, &work.ramps, false);
-        self.fft.inverse(buf, &mut work.fft);
-        self.crop(buf, field);
+        self.window_from_spectrum(buf, strip, field, &mut fft.scratch);
     }
 
+    /// Adjoint of [`NearField::forward`]; with its cache, also dL/dz and dL/ds.
     fn adjoint(
         &self,
         grad: &mut [Complex32],
@@ -395,49 +493,61 @@ impl NearField {
         work: &mut PropWork,
     ) -> AdjointExtras {
         let np = self.padded;
-        let buf = &mut work.buf;
-        self.pad(grad, buf);
-        self.fft.forward(buf, &mut work.fft);
-        self.fill_ramps(s, &mut work.ramps);
+        let PropWork {
+            fft,
+            buf,
+            strip,
+            ramps,
+        } = work;
+        self.padded_rows(grad, strip, &mut fft.scratch);
+        self.spectrum_from_rows(strip, buf, &mut fft.scratch);
+        self.fill_ramps(s, ramps);
+        let scale = 1.0 / (np * np) as f32;
         let mut extras = AdjointExtras::default();
+        let rows = buf
+            .chunks_exact_mut(np)
+            .zip(self.transfer.chunks_exact(np))
+            .enumerate();
         if let Some(spectrum) = cache {
             // With G = FFT(pad(g)) and Hs = H exp(2 pi i f.s), each bin adds
             // q = Re(conj(G) i Hs S) = -Im(conj(G) Hs S), times (kz - k) for dL/dz and
-            // 2 pi f for dL/ds.
+            // 2 pi f for dL/ds. G and S are both unscaled here (P times unitary): q / P^2.
+            // Sums run in f32 along a row and in f64 over the rows.
             let (mut dz, mut dsy, mut dsx) = (0.0f64, 0.0f64, 0.0f64);
-            for r in 0..np {
-                let (mut row_z, mut row_q, mut row_x) = (0.0f64, 0.0f64, 0.0f64);
-                let ry = work.ramps.0[r];
+            for (r, (row, h)) in rows {
+                let spec = &spectrum[r * np..(r + 1) * np];
+                let d = &self.kz_minus_k[r * np..(r + 1) * np];
+                let rx = ramps.1[r];
+                let (mut row_z, mut row_q, mut row_y) = (0.0f32, 0.0f32, 0.0f32);
                 for c in 0..np {
-                    let i = r * np + c;
-                    let d = self.kz_minus_k[i];
-                    let h = self.transfer[i] * ry * work.ramps.1[c];
-                    let g = buf[i];
+                    let hs = h[c] * (rx * ramps.0[c]);
+                    let g = row[c];
                     // The adjoint's own multiply by conj(Hs), fused into this pass.
-                    buf[i] = g * h.conj();
-                    if d.is_nan() {
-                        continue;
-                    }
-                    let hs = h * spectrum[i];
-                    let q = (g.im * hs.re - g.re * hs.im) as f64;
-                    row_z += d * q;
+                    row[c] = g * (hs.conj() * scale);
+                    let p = hs * spec[c];
+                    let q = g.im * p.re - g.re * p.im;
+                    row_z += d[c] * q;
                     row_q += q;
-                    row_x += q * self.freq[c];
+                    row_y += q * self.freq32[c];
                 }
-                dz += row_z;
-                dsy += row_q * self.freq[r];
-                dsx += row_x;
+                dz += row_z as f64;
+                dsx += row_q as f64 * self.freq[r];
+                dsy += row_y as f64;
             }
-            let tau = std::f64::consts::TAU;
+            let (q_scale, tau) = (scale as f64, std::f64::consts::TAU);
             extras = AdjointExtras {
-                dz,
-                ds: [tau * dsy, tau * dsx],
+                dz: dz * q_scale,
+                ds: [tau * dsy * q_scale, tau * dsx * q_scale],
             };
         } else {
-            self.apply_transfer(buf, &work.ramps, true);
+            for (r, (row, h)) in rows {
+                let rx = ramps.1[r] * scale;
+                for ((b, &hv), &ry) in row.iter_mut().zip(h).zip(&ramps.0) {
+                    *b *= (hv * (rx * ry)).conj();
+                }
+            }
         }
-        self.fft.inverse(buf, &mut work.fft);
-        self.crop(buf, grad);
+        self.window_from_spectrum(buf, strip, grad, &mut fft.scratch);
         extras
     }
 }

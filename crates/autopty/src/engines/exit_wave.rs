@@ -24,14 +24,14 @@
 //! loss.
 
 use crate::dataset::Dataset;
-use crate::fft::{freq_index, Fft2, FftWork};
+use crate::fft::FftWork;
 use crate::model::{Model, Subpixel};
 use crate::ops::loss::{loss_and_gradient, LossKind, Measured};
 use crate::ops::sampler::{sample, scatter_add, Placement};
+use crate::ops::shift::{FourierShift, Ramp};
 use crate::propagate::{PropWork, Propagator};
 use ndarray::{Array2, Array3, Axis};
 use num_complex::Complex32;
-use std::f64::consts::TAU;
 
 /// The measured patterns in the form the modulus constraint reads them.
 pub struct Patterns {
@@ -145,66 +145,47 @@ impl View {
     }
 }
 
-/// The separable phase ramp `D_s = exp(-2 pi i f.s)` of a probe move.
-pub struct Ramp {
-    y: Vec<Complex32>,
-    x: Vec<Complex32>,
-}
-
-/// Moves probe modes by sub-pixel amounts through their spectra (the convention of
-/// [`crate::ops::shift`]: unitary FFT, `moved(r) = P(r - s)`).
+/// Moves probe modes by sub-pixel amounts through their spectra (with
+/// [`crate::ops::shift::FourierShift`], whose conventions hold: unitary FFT,
+/// `moved(r) = P(r - s)`, spectra in its own order).
 #[derive(Clone, Debug)]
 pub struct ProbeShifter {
-    n: usize,
-    fft: Fft2,
-    freq: Vec<f64>,
+    nn: usize,
+    shift: FourierShift,
 }
 
 impl ProbeShifter {
     /// For N x N modes.
     pub fn new(n: usize) -> Self {
         ProbeShifter {
-            n,
-            fft: Fft2::new(n),
-            freq: (0..n).map(|k| freq_index(k, n) / n as f64).collect(),
+            nn: n * n,
+            shift: FourierShift::new(n),
         }
     }
 
     /// FFT buffers for one thread.
     pub fn work(&self) -> FftWork {
-        self.fft.work()
+        self.shift.work()
     }
 
     /// The ramp of a move by `s` px.
     pub fn ramp(&self, s: [f64; 2]) -> Ramp {
-        let axis = |v: f64| {
-            self.freq
-                .iter()
-                .map(|&f| {
-                    let ph = -TAU * f * v;
-                    Complex32::new(ph.cos() as f32, ph.sin() as f32)
-                })
-                .collect()
-        };
-        Ramp {
-            y: axis(s[0]),
-            x: axis(s[1]),
-        }
+        self.shift.ramp(s)
     }
 
     /// Spectra of every mode of `probe` (M * nn values) into `spectra`.
     pub fn to_spectra(&self, probe: &[Complex32], spectra: &mut [Complex32], work: &mut FftWork) {
         spectra.copy_from_slice(probe);
-        for s in spectra.chunks_exact_mut(self.n * self.n) {
-            self.fft.forward(s, work);
+        for s in spectra.chunks_exact_mut(self.nn) {
+            self.shift.spectrum(s, work);
         }
     }
 
     /// The modes whose spectra are given (inverse of [`ProbeShifter::to_spectra`]).
     pub fn to_frames(&self, spectra: &[Complex32], probe: &mut [Complex32], work: &mut FftWork) {
         probe.copy_from_slice(spectra);
-        for p in probe.chunks_exact_mut(self.n * self.n) {
-            self.fft.inverse(p, work);
+        for p in probe.chunks_exact_mut(self.nn) {
+            self.shift.finish(p, work);
         }
     }
 
@@ -216,20 +197,16 @@ impl ProbeShifter {
         out: &mut [Complex32],
         work: &mut FftWork,
     ) {
-        let n = self.n;
-        for (o, s) in out.chunks_exact_mut(n * n).zip(spectra.chunks_exact(n * n)) {
-            for r in 0..n {
-                let ry = ramp.y[r];
-                for c in 0..n {
-                    o[r * n + c] = s[r * n + c] * (ry * ramp.x[c]);
-                }
-            }
-            self.fft.inverse(o, work);
+        for (o, s) in out
+            .chunks_exact_mut(self.nn)
+            .zip(spectra.chunks_exact(self.nn))
+        {
+            self.shift.shift(s, ramp, o, work);
         }
     }
 
     /// Adds to `spectra` the change `conj(D_s) FFT(delta_m)` that a change `delta` of the moved
-    /// modes makes to the unmoved ones (`delta` is overwritten by its spectrum).
+    /// modes makes to the unmoved ones (`delta` is overwritten).
     pub fn add_moved_change(
         &self,
         delta: &mut [Complex32],
@@ -237,18 +214,11 @@ impl ProbeShifter {
         spectra: &mut [Complex32],
         work: &mut FftWork,
     ) {
-        let n = self.n;
         for (d, s) in delta
-            .chunks_exact_mut(n * n)
-            .zip(spectra.chunks_exact_mut(n * n))
+            .chunks_exact_mut(self.nn)
+            .zip(spectra.chunks_exact_mut(self.nn))
         {
-            self.fft.forward(d, work);
-            for r in 0..n {
-                let ry = ramp.y[r].conj();
-                for c in 0..n {
-                    s[r * n + c] += d[r * n + c] * (ry * ramp.x[c].conj());
-                }
-            }
+            self.shift.add_moved_back(d, ramp, s, work);
         }
     }
 }
@@ -292,7 +262,6 @@ pub fn max_mode_power(probe: &[Complex32], nn: usize) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::shift::FourierShift;
 
     fn frame(n: usize, seed: u32) -> Vec<Complex32> {
         (0..n * n)

@@ -13,9 +13,10 @@
 //! `eps = regularisation * max(den)`: pixels no view lights keep their value, and weakly lit ones
 //! move by a damped step. The sums over positions run in parallel.
 
-use crate::engines::exit_wave::{ProbeShifter, Ramp, View};
+use crate::engines::exit_wave::{ProbeShifter, View};
 use crate::model::{Model, Subpixel};
 use crate::ops::sampler::{sample, Placement};
+use crate::ops::shift::Ramp;
 use ndarray::Array2;
 use num_complex::Complex32;
 use rayon::prelude::*;

@@ -11,7 +11,7 @@
 //! function (see [`crate::propagate`]). The object is then read at the integer corner k and no
 //! interpolation blurs it.
 
-use crate::fft::{freq_index, Fft2, FftWork};
+use crate::fft::{freq_index, transpose_block, Fft2, FftWork};
 use num_complex::Complex32;
 use std::f64::consts::TAU;
 
@@ -45,26 +45,45 @@ impl FourierShift {
         self.fft.work()
     }
 
-    /// Unitary FFT of a frame in place (the spectrum `shift` takes).
+    /// Unitary FFT of a frame in place (the spectrum `shift` takes), in transposed order
+    /// (`[kx, ky]`): the spectrum is only ever multiplied by separable ramps and transformed
+    /// back, so its order is free, and this order saves one transpose per transform.
     pub fn spectrum(&self, frame: &mut [Complex32], work: &mut FftWork) {
-        self.fft.forward(frame, work);
+        let FftWork {
+            scratch,
+            transposed,
+        } = work;
+        let n = self.n;
+        self.fft.forward_rows(frame, scratch);
+        transpose_block(frame, n, transposed, n, n, n);
+        self.fft.forward_rows(transposed, scratch);
+        let scale = 1.0 / n as f32;
+        for (f, t) in frame.iter_mut().zip(transposed.iter()) {
+            *f = t * scale;
+        }
     }
 
     /// The ramp `D_s` for a shift `s = (s_y, s_x)` px.
     pub fn ramp(&self, s: [f64; 2]) -> Ramp {
-        let axis = |sv: f64| {
-            self.freq
-                .iter()
-                .map(|&f| {
-                    let ph = -TAU * f * sv;
-                    Complex32::new(ph.cos() as f32, ph.sin() as f32)
-                })
-                .collect()
+        let mut ramp = Ramp {
+            y: Vec::with_capacity(self.n),
+            x: Vec::with_capacity(self.n),
         };
-        Ramp {
-            y: axis(s[0]),
-            x: axis(s[1]),
-        }
+        self.fill_ramp(s, &mut ramp);
+        ramp
+    }
+
+    /// [`FourierShift::ramp`] into an existing ramp (no allocation).
+    pub fn fill_ramp(&self, s: [f64; 2], ramp: &mut Ramp) {
+        let axis = |sv: f64, out: &mut Vec<Complex32>| {
+            out.clear();
+            out.extend(self.freq.iter().map(|&f| {
+                let ph = -TAU * f * sv;
+                Complex32::new(ph.cos() as f32, ph.sin() as f32)
+            }));
+        };
+        axis(s[0], &mut ramp.y);
+        axis(s[1], &mut ramp.x);
     }
 
     /// `out = IFFT(spectrum D_s)`: the frame whose spectrum is given, moved by s.
@@ -76,17 +95,30 @@ impl FourierShift {
         work: &mut FftWork,
     ) {
         let n = self.n;
-        for r in 0..n {
-            for c in 0..n {
-                out[r * n + c] = spectrum[r * n + c] * (ramp.y[r] * ramp.x[c]);
+        let FftWork {
+            scratch,
+            transposed,
+        } = work;
+        // Transposed order: row r holds x frequency r, column c y frequency c.
+        let scale = 1.0 / n as f32;
+        for ((t, spec), rx) in transposed
+            .chunks_exact_mut(n)
+            .zip(spectrum.chunks_exact(n))
+            .zip(&ramp.x)
+        {
+            let rx = rx * scale;
+            for ((t, &sv), ry) in t.iter_mut().zip(spec).zip(&ramp.y) {
+                *t = sv * (ry * rx);
             }
         }
-        self.fft.inverse(out, work);
+        self.fft.inverse_rows(transposed, scratch);
+        transpose_block(transposed, n, out, n, n, n);
+        self.fft.inverse_rows(out, scratch);
     }
 
-    /// vjp of [`FourierShift::shift`]: `g` (overwritten by `G = FFT(g)`) is the gradient of the
-    /// shifted frame; adds `conj(D_s) G` (the spectrum of the frame's gradient) to `acc` and
-    /// returns `dL/ds` (per pixel of shift).
+    /// vjp of [`FourierShift::shift`]: adds `conj(D_s) FFT(g)` to the spectrum accumulator `acc`
+    /// (transposed order, like the spectrum) and returns `dL/ds` (per pixel, (row, col)).
+    /// `g` is overwritten.
     pub fn shift_vjp(
         &self,
         g: &mut [Complex32],
@@ -96,30 +128,83 @@ impl FourierShift {
         work: &mut FftWork,
     ) -> [f64; 2] {
         let n = self.n;
-        self.fft.forward(g, work);
+        let FftWork {
+            scratch,
+            transposed,
+        } = work;
+        self.fft.forward_rows(g, scratch);
+        transpose_block(g, n, transposed, n, n, n);
+        self.fft.forward_rows(transposed, scratch);
+        let scale = 1.0 / n as f32;
         let (mut dy, mut dx) = (0.0f64, 0.0f64);
-        for r in 0..n {
-            let (mut ry, mut rx) = (0.0f64, 0.0f64);
+        for (r, ((t, spec), a)) in transposed
+            .chunks_exact(n)
+            .zip(spectrum.chunks_exact(n))
+            .zip(acc.chunks_exact_mut(n))
+            .enumerate()
+        {
+            let rx = ramp.x[r];
+            let (mut row_y, mut row_q) = (0.0f32, 0.0f32);
             for c in 0..n {
-                let i = r * n + c;
-                let d = ramp.y[r] * ramp.x[c];
-                let gs = g[i];
-                acc[i] += d.conj() * gs;
-                // Re(conj(G) * (-i) * D P) per unit of 2 pi f.
-                let dp = d * spectrum[i];
-                let v = (gs.re * dp.im - gs.im * dp.re) as f64;
-                ry += v;
-                rx += v * self.freq[c];
+                let d = ramp.y[c] * rx;
+                let gs = t[c] * scale;
+                a[c] += d.conj() * gs;
+                let dp = d * spec[c];
+                let q = gs.re * dp.im - gs.im * dp.re;
+                row_q += q;
+                row_y += q * self.freq[c] as f32;
             }
-            dy += ry * self.freq[r];
-            dx += rx;
+            dy += row_y as f64;
+            dx += row_q as f64 * self.freq[r];
         }
         [TAU * dy, TAU * dx]
     }
 
-    /// Turns an accumulated spectrum (from [`FourierShift::shift_vjp`]) into the frame gradient.
+    /// Adds `conj(D_s) FFT(g)` to `acc` (transposed order): the vjp of the shift with respect
+    /// to the spectrum alone. `g` is overwritten.
+    pub fn add_moved_back(
+        &self,
+        g: &mut [Complex32],
+        ramp: &Ramp,
+        acc: &mut [Complex32],
+        work: &mut FftWork,
+    ) {
+        let n = self.n;
+        let FftWork {
+            scratch,
+            transposed,
+        } = work;
+        self.fft.forward_rows(g, scratch);
+        transpose_block(g, n, transposed, n, n, n);
+        self.fft.forward_rows(transposed, scratch);
+        let scale = 1.0 / n as f32;
+        for ((t, a), rx) in transposed
+            .chunks_exact(n)
+            .zip(acc.chunks_exact_mut(n))
+            .zip(&ramp.x)
+        {
+            let rx = rx.conj() * scale;
+            for ((a, &tv), ry) in a.iter_mut().zip(t).zip(&ramp.y) {
+                *a += tv * (ry.conj() * rx);
+            }
+        }
+    }
+
+    /// Turns the accumulated spectrum (transposed order) into the gradient of the unmoved
+    /// frame, in place.
     pub fn finish(&self, acc: &mut [Complex32], work: &mut FftWork) {
-        self.fft.inverse(acc, work);
+        let n = self.n;
+        let FftWork {
+            scratch,
+            transposed,
+        } = work;
+        self.fft.inverse_rows(acc, scratch);
+        transpose_block(acc, n, transposed, n, n, n);
+        self.fft.inverse_rows(transposed, scratch);
+        let scale = 1.0 / n as f32;
+        for (a, t) in acc.iter_mut().zip(transposed.iter()) {
+            *a = t * scale;
+        }
     }
 }
 
