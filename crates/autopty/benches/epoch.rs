@@ -1,54 +1,58 @@
-//! One epoch of the gradient engine on the `paper` preset, and the FFT floor of that epoch.
+//! The cost of one epoch, and its FFT floor, for the gradient engine and for ePIE on the `paper`
+//! preset (121 positions, N = 128 px frames, near field padded to P = 270, one probe mode,
+//! Fourier sub-pixel model, batch 5 for the gradient engine).
 //!
-//! Setup (not timed): the `paper` dataset is simulated in memory (121 positions, N = 128 px
-//! frames, near field, stored distance 0.13 m, so the padded propagator size is P = 270), the
-//! starting model is built with the default [`ModelSettings`] (one probe mode, Fourier
-//! sub-pixel model), and the engine runs with the default [`GradientSettings`] except
-//! `epochs = 1` and every group (object, probe, positions, distance) refined from epoch 1.
+//! - `epoch/paper`, `epie/paper`: one epoch in steady state. A run of `1 + iters` epochs is
+//!   timed from the end of its first epoch to the end of its last (`iters` is criterion's
+//!   count), so building the model, the objective and the optimiser state (and the first
+//!   touch of their memory) is not counted: users run hundreds of epochs. The gradient engine
+//!   refines every group (object, probe, positions, distance) from epoch 1; ePIE updates the
+//!   object and the probe and refines positions from epoch 2, as by default.
+//! - `epoch_one_thread/paper`, `epie_one_thread/paper`: the same inside a one-thread rayon
+//!   pool, for the speed-up over one thread.
+//! - `gradient/fft_floor/paper`, `epie/fft_floor/paper`: exactly the 1-D FFTs that one epoch
+//!   performs (the library's row passes: same plans, lengths, count and split over the
+//!   threads), and nothing else: no transposes, scaling, padding, transfer functions, loss,
+//!   scatter or optimiser. No implementation that uses these transforms can beat it.
 //!
-//! - `epoch/paper` times `gradient::run_from` for that one epoch; a fresh model clone and
-//!   `Objective` are built outside the timed region for every iteration.
-//! - `fft_only/paper` times exactly the 2-D FFTs that epoch performs, with the library's own
-//!   [`Fft2`] (each 2-D transform is 2 x size 1-D FFTs, two transposes and a 1/size scaling
-//!   pass), the same sizes, the same batches and the same rayon split over positions as
-//!   `Objective::evaluate` (one chunk of ceil(B / threads) positions per thread), and nothing
-//!   else (no padding, transfer functions, ramps, loss, scatter or optimiser).
+//! FFT count of one gradient epoch (M modes, J positions, batch B, ceil(J / B) minibatches);
+//! a 2-D transform is a pass of 1-D transforms along each axis, and the near-field transforms
+//! skip the rows of the zero padding (see `propagate.rs`):
+//! - per position and mode, in parallel over the positions of a minibatch:
+//!   - probe move (`FourierShift::shift`): 2 N inverse, length N;
+//!   - near-field forward (`forward_moved`): N + P forward and P + N inverse, length P;
+//!   - near-field adjoint (`adjoint_moved`): the same again;
+//!   - vjp of the probe move (`FourierShift::shift_vjp`): 2 N forward, length N;
+//! - per minibatch and mode, on one thread: the probe spectrum (2 N forward) and the probe
+//!   gradient (`FourierShift::finish`, 2 N inverse), length N.
 //!
-//! FFT count of one epoch (M = 1 mode, J = 121 positions, batch B = 5, so 25 minibatches: 24 of
-//! 5 and 1 of 1; `total_loss` is not called by the engine):
-//!
-//! - per position and mode (in parallel over positions):
-//!   - 1 N x N inverse (Fourier probe move, `FourierShift::shift`);
-//!   - 1 P x P forward + 1 P x P inverse (near-field forward, `forward_moved`);
-//!   - 1 P x P forward + 1 P x P inverse (near-field adjoint, `adjoint_moved`);
-//!   - 1 N x N forward (vjp of the probe move, `FourierShift::shift_vjp`);
-//! - per minibatch and mode (sequential, one thread): 1 N x N forward (probe spectrum,
-//!   `FourierShift::spectrum`) before the positions and 1 N x N inverse (`FourierShift::finish`)
-//!   after them.
-//!
-//! Per epoch: 4 J M = 484 transforms of 270 x 270 (242 forward, 242 inverse) and
-//! 2 J M + 2 x 25 M = 292 transforms of 128 x 128 (146 forward, 146 inverse).
+//! ePIE does per position and mode, one position after the other: the probe move (2 N
+//! inverse), the modulus constraint (a near-field forward and adjoint: 2 (N + P) forward,
+//! 2 (N + P) inverse) and the probe change moved back (2 N forward); per epoch and mode
+//! 2 N inverse to write the probe out.
 
-use autopty::engines::gradient::{run_from, GradientSettings};
+use autopty::dataset::Dataset;
+use autopty::engines::gradient::{self, GradientSettings};
+use autopty::engines::pie::{self, PieSettings, PieVariant};
 use autopty::engines::Control;
-use autopty::fft::{Fft2, FftWork};
+use autopty::fft::Fft2;
 use autopty::model::{Model, ModelSettings};
 use autopty::objective::Objective;
 use autopty::propagate::Propagator;
 use autopty::EpochStats;
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode};
+use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use num_complex::Complex32;
 use rayon::prelude::*;
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const SAMPLES: usize = 10;
-const MEASUREMENT: Duration = Duration::from_secs(15);
+const MEASUREMENT: Duration = Duration::from_secs(12);
 
-/// Default engine settings for a single epoch with every parameter group refined.
-fn one_epoch_settings() -> GradientSettings {
+/// Default engine settings with every parameter group refined from epoch 1.
+fn gradient_settings(epochs: usize) -> GradientSettings {
     let mut s = GradientSettings {
-        epochs: 1,
+        epochs,
         ..GradientSettings::default()
     };
     for group in [
@@ -63,6 +67,29 @@ fn one_epoch_settings() -> GradientSettings {
     s
 }
 
+/// Time of the epochs after the first of a run of `1 + iters` epochs; `run` gets the epoch
+/// count and the callback to report each epoch to.
+fn steady_epochs(iters: u64, run: impl FnOnce(usize, &mut dyn FnMut(&EpochStats))) -> Duration {
+    let mut first_end = None;
+    let mut last_end = Instant::now();
+    run(1 + iters as usize, &mut |stats: &EpochStats| {
+        last_end = Instant::now();
+        if stats.epoch == 1 {
+            first_end = Some(last_end);
+        }
+    });
+    last_end - first_end.expect("the first epoch ran")
+}
+
+/// Runs `f` on a rayon pool of `threads` threads.
+fn on_threads<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("thread pool")
+        .install(f)
+}
+
 /// Deterministic, bounded complex values (the FFT cost does not depend on them).
 fn filled(len: usize, seed: u32) -> Vec<Complex32> {
     (0..len as u32)
@@ -73,163 +100,219 @@ fn filled(len: usize, seed: u32) -> Vec<Complex32> {
         .collect()
 }
 
-/// Buffers of one position slot of the FFT-only replay (the moved probe and its gradient).
-struct SlotBuffers {
-    probe: Vec<Complex32>,
-    probe_grad: Vec<Complex32>,
-}
-
-/// Per-thread buffers of the FFT-only replay.
-struct ThreadBuffers {
+/// One position's buffers: rows of both lengths, and scratch for both.
+struct Lane {
+    frame: Vec<Complex32>,
     padded: Vec<Complex32>,
-    padded_work: FftWork,
-    frame_work: FftWork,
+    frame_scratch: Vec<Complex32>,
+    padded_scratch: Vec<Complex32>,
 }
 
-/// Replays the FFTs of one epoch of `Objective::evaluate` (see the module docs).
-struct FftReplay {
+/// Replays the 1-D FFTs of one epoch (see the module docs) with the library's row passes
+/// (`Fft2::forward_rows` / `inverse_rows`: the same plans, and large passes split over the
+/// threads in the same way).
+struct FftFloor {
+    n: usize,
+    padded: usize,
     frame: Fft2,
-    padded: Fft2,
-    modes: usize,
-    batches: Vec<usize>,
-    probe_spectrum: Vec<Complex32>,
-    sequential_work: FftWork,
-    slots: Vec<SlotBuffers>,
-    threads: Vec<ThreadBuffers>,
+    pad: Fft2,
+    lanes: Vec<Lane>,
 }
 
-impl FftReplay {
-    fn new(n: usize, padded: usize, modes: usize, positions: usize, batch: usize) -> Self {
-        let (frame, padded_fft) = (Fft2::new(n), Fft2::new(padded));
-        let nn = n * n;
-        let batch = batch.clamp(1, positions.max(1));
-        let batches = (0..positions)
-            .collect::<Vec<_>>()
-            .chunks(batch)
-            .map(<[usize]>::len)
-            .collect();
-        let threads = (0..rayon::current_num_threads().max(1))
-            .map(|t| ThreadBuffers {
-                padded: filled(padded * padded, 7 + t as u32),
-                padded_work: padded_fft.work(),
-                frame_work: frame.work(),
+impl FftFloor {
+    fn new(n: usize, padded: usize, lanes: usize) -> Self {
+        let (frame, pad) = (Fft2::new(n), Fft2::new(padded));
+        let lanes = (0..lanes.max(1))
+            .map(|k| Lane {
+                frame: filled(2 * n * n, 1 + k as u32),
+                padded: filled(2 * padded * padded, 2 + k as u32),
+                frame_scratch: vec![Complex32::default(); frame.scratch_len()],
+                padded_scratch: vec![Complex32::default(); pad.scratch_len()],
             })
             .collect();
-        FftReplay {
-            modes,
-            batches,
-            probe_spectrum: filled(modes * nn, 1),
-            sequential_work: frame.work(),
-            slots: (0..batch)
-                .map(|k| SlotBuffers {
-                    probe: filled(modes * nn, 2 + k as u32),
-                    probe_grad: filled(modes * nn, 3 + k as u32),
-                })
-                .collect(),
-            threads,
+        FftFloor {
+            n,
+            padded,
             frame,
-            padded: padded_fft,
+            pad,
+            lanes,
         }
     }
 
-    fn epoch(&mut self) {
-        let nn = self.frame.n() * self.frame.n();
-        let (frame, padded, modes) = (&self.frame, &self.padded, self.modes);
-        for &len in &self.batches {
-            for spec in self.probe_spectrum.chunks_exact_mut(nn) {
-                frame.forward(spec, &mut self.sequential_work);
+    /// `rows` 1-D transforms of length N (forward or inverse) on a lane.
+    fn frame_rows(&self, lane: &mut Lane, rows: usize, forward: bool) {
+        let data = &mut lane.frame[..rows * self.n];
+        if forward {
+            self.frame.forward_rows(data, &mut lane.frame_scratch);
+        } else {
+            self.frame.inverse_rows(data, &mut lane.frame_scratch);
+        }
+    }
+
+    /// `rows` 1-D transforms of length P on a lane.
+    fn padded_rows(&self, lane: &mut Lane, rows: usize, forward: bool) {
+        let data = &mut lane.padded[..rows * self.padded];
+        if forward {
+            self.pad.forward_rows(data, &mut lane.padded_scratch);
+        } else {
+            self.pad.inverse_rows(data, &mut lane.padded_scratch);
+        }
+    }
+
+    /// The transforms of one position and mode (probe move, near-field forward and adjoint,
+    /// probe change moved back). Each 2-D transform is two passes, as in the library.
+    fn position(&self, lane: &mut Lane) {
+        let (n, p) = (self.n, self.padded);
+        self.frame_rows(lane, n, false);
+        self.frame_rows(lane, n, false);
+        for _ in 0..2 {
+            self.padded_rows(lane, n, true);
+            self.padded_rows(lane, p, true);
+            self.padded_rows(lane, p, false);
+            self.padded_rows(lane, n, false);
+        }
+        self.frame_rows(lane, n, true);
+        self.frame_rows(lane, n, true);
+    }
+
+    /// One gradient epoch: `batches` minibatch sizes, `modes` modes; the positions of a
+    /// minibatch in parallel, one lane each.
+    fn gradient_epoch(&mut self, batches: &[usize], modes: usize) {
+        let mut lanes = std::mem::take(&mut self.lanes);
+        for &len in batches {
+            for _ in 0..2 * modes {
+                self.frame_rows(&mut lanes[0], self.n, true);
             }
-            let active = &mut self.slots[..len];
-            let chunk = len.div_ceil(self.threads.len()).max(1);
-            active
-                .par_chunks_mut(chunk)
-                .zip(self.threads.par_iter_mut())
-                .for_each(|(slots, t)| {
-                    for s in slots {
-                        for p in s.probe.chunks_exact_mut(nn) {
-                            frame.inverse(p, &mut t.frame_work);
-                        }
-                        for _ in 0..modes {
-                            padded.forward(&mut t.padded, &mut t.padded_work);
-                            padded.inverse(&mut t.padded, &mut t.padded_work);
-                        }
-                        for _ in 0..modes {
-                            padded.forward(&mut t.padded, &mut t.padded_work);
-                            padded.inverse(&mut t.padded, &mut t.padded_work);
-                        }
-                        for g in s.probe_grad.chunks_exact_mut(nn) {
-                            frame.forward(g, &mut t.frame_work);
-                        }
-                    }
-                });
-            for spec in self.probe_spectrum.chunks_exact_mut(nn) {
-                frame.inverse(spec, &mut self.sequential_work);
+            let this = &*self;
+            lanes[..len].par_iter_mut().for_each(|lane| {
+                for _ in 0..modes {
+                    this.position(lane);
+                }
+            });
+            for _ in 0..2 * modes {
+                self.frame_rows(&mut lanes[0], self.n, false);
             }
         }
+        self.lanes = lanes;
+    }
+
+    /// One ePIE epoch of `positions` positions and `modes` modes, one position after another.
+    fn epie_epoch(&mut self, positions: usize, modes: usize) {
+        let mut lanes = std::mem::take(&mut self.lanes);
+        for _ in 0..positions * modes {
+            self.position(&mut lanes[0]);
+        }
+        for _ in 0..2 * modes {
+            self.frame_rows(&mut lanes[0], self.n, false);
+        }
+        self.lanes = lanes;
     }
 }
 
-fn bench_epoch(c: &mut Criterion) {
+/// The `paper` preset, its starting model and propagator.
+fn paper() -> (Dataset, Model, Propagator, ModelSettings) {
     let config = autopty::sim::preset("paper").expect("paper preset");
     let (data, _truth) = autopty::sim::simulate(&config).expect("simulate the paper preset");
-    let model_settings = ModelSettings::default();
-    let settings = one_epoch_settings();
-    let (model, propagator) = Model::initial(&data, &model_settings).expect("initial model");
-    let make_objective = |p: Propagator| {
-        Objective::new(
-            &data,
-            p,
-            settings.loss,
-            model_settings.subpixel,
-            model_settings.modes,
-            settings.batch,
-        )
-    };
+    let settings = ModelSettings::default();
+    let (model, propagator) = Model::initial(&data, &settings).expect("initial model");
+    (data, model, propagator, settings)
+}
 
-    let mut group = c.benchmark_group("epoch");
-    group
-        .sample_size(SAMPLES)
-        .measurement_time(MEASUREMENT)
-        .sampling_mode(SamplingMode::Flat);
-    group.bench_function("paper", |b| {
-        b.iter_batched(
-            || (model.clone(), make_objective(propagator.clone())),
-            |(model, objective)| {
-                let control = Control {
-                    on_epoch: &mut |_: &EpochStats| {},
-                    stop: None,
-                };
-                run_from(&data, model, objective, &settings, control).expect("one epoch")
-            },
-            BatchSize::PerIteration,
-        )
-    });
-    group.finish();
-
-    let padded = match &propagator {
+fn padded_size(propagator: &Propagator) -> usize {
+    match propagator {
         Propagator::Near(p) => p.padded(),
         Propagator::Far(_) => panic!("the paper preset is near field"),
+    }
+}
+
+fn bench_gradient(c: &mut Criterion) {
+    let (data, model, propagator, model_settings) = paper();
+    let batch = GradientSettings::default().batch;
+    let run = |iters: u64| {
+        steady_epochs(iters, |epochs, report| {
+            let settings = gradient_settings(epochs);
+            let objective = Objective::new(
+                &data,
+                propagator.clone(),
+                settings.loss,
+                model_settings.subpixel,
+                model_settings.modes,
+                settings.batch,
+            );
+            let control = Control {
+                on_epoch: report,
+                stop: None,
+            };
+            gradient::run_from(&data, model.clone(), objective, &settings, control)
+                .expect("gradient epochs");
+        })
     };
-    let mut replay = FftReplay::new(
-        data.frame(),
-        padded,
-        model_settings.modes,
-        data.len(),
-        settings.batch,
-    );
-    let mut group = c.benchmark_group("fft_only");
+    let mut group = c.benchmark_group("gradient");
     group
         .sample_size(SAMPLES)
         .measurement_time(MEASUREMENT)
         .sampling_mode(SamplingMode::Flat);
-    group.bench_function("paper", |b| {
+    group.bench_function("epoch/paper", |b| b.iter_custom(run));
+    group.bench_function("epoch_one_thread/paper", |b| {
+        b.iter_custom(|iters| on_threads(1, || run(iters)))
+    });
+    let batches: Vec<usize> = (0..data.len())
+        .collect::<Vec<_>>()
+        .chunks(batch.clamp(1, data.len()))
+        .map(<[usize]>::len)
+        .collect();
+    let mut floor = FftFloor::new(data.frame(), padded_size(&propagator), batch);
+    group.bench_function("fft_floor/paper", |b| {
         b.iter(|| {
-            replay.epoch();
-            black_box(&replay.slots[0].probe[0]);
+            floor.gradient_epoch(&batches, model_settings.modes);
+            black_box(&floor.lanes[0].padded[0]);
         })
     });
     group.finish();
 }
 
-criterion_group!(benches, bench_epoch);
+fn bench_epie(c: &mut Criterion) {
+    let (data, model, propagator, model_settings) = paper();
+    let run = |iters: u64| {
+        steady_epochs(iters, |epochs, report| {
+            let settings = PieSettings {
+                epochs,
+                ..PieSettings::default()
+            };
+            let control = Control {
+                on_epoch: report,
+                stop: None,
+            };
+            pie::run_from(
+                &data,
+                model.clone(),
+                propagator.clone(),
+                model_settings.subpixel,
+                &settings,
+                PieVariant::Epie,
+                control,
+            )
+            .expect("ePIE epochs");
+        })
+    };
+    let mut group = c.benchmark_group("epie");
+    group
+        .sample_size(SAMPLES)
+        .measurement_time(MEASUREMENT)
+        .sampling_mode(SamplingMode::Flat);
+    group.bench_function("epoch/paper", |b| b.iter_custom(run));
+    group.bench_function("epoch_one_thread/paper", |b| {
+        b.iter_custom(|iters| on_threads(1, || run(iters)))
+    });
+    let mut floor = FftFloor::new(data.frame(), padded_size(&propagator), 1);
+    group.bench_function("fft_floor/paper", |b| {
+        b.iter(|| {
+            floor.epie_epoch(data.len(), model_settings.modes);
+            black_box(&floor.lanes[0].padded[0]);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_gradient, bench_epie);
 criterion_main!(benches);

@@ -13,6 +13,28 @@ use rayon::prelude::*;
 use rustfft::{Fft, FftPlanner};
 use std::sync::Arc;
 
+/// Fewest values a task of a parallel pass gets (128 KiB of complex f32): smaller passes run
+/// on the calling thread, where splitting would cost more than it gains.
+const TASK_VALUES: usize = 1 << 14;
+
+/// Fewest values per task of a parallel pass started on this thread. Passes are split only on
+/// a rayon worker (inside a parallel loop over frames, where idle workers take the pieces of
+/// the last frames); a thread outside the pool would hand every pass to the pool and wait for
+/// it, which costs more than a pass of one frame gains.
+pub(crate) fn task_values() -> usize {
+    if rayon::current_thread_index().is_some() {
+        TASK_VALUES
+    } else {
+        usize::MAX
+    }
+}
+
+thread_local! {
+    /// FFT scratch of the rayon threads for split passes.
+    static THREAD_SCRATCH: std::cell::RefCell<Vec<Complex32>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Plans for unitary forward and inverse 2-D FFTs of one N x N size.
 #[derive(Clone)]
 pub struct Fft2 {
@@ -57,6 +79,11 @@ impl Fft2 {
         self.n
     }
 
+    /// Length of the scratch buffer the row passes need.
+    pub fn scratch_len(&self) -> usize {
+        self.scratch_len
+    }
+
     /// Buffers one thread needs to run transforms.
     pub fn work(&self) -> FftWork {
         FftWork {
@@ -89,14 +116,35 @@ impl Fft2 {
     }
 
     /// Unscaled 1-D forward FFTs of every length-N row of `rows` (a whole number of rows): the
-    /// building block of pruned and transposed-order 2-D transforms.
-    pub(crate) fn forward_rows(&self, rows: &mut [Complex32], scratch: &mut [Complex32]) {
-        self.forward.process_with_scratch(rows, scratch);
+    /// building block of pruned and transposed-order 2-D transforms. Large passes are split
+    /// over the rayon pool (see [`Fft2::rows`]).
+    pub fn forward_rows(&self, rows: &mut [Complex32], scratch: &mut [Complex32]) {
+        self.rows(self.forward.as_ref(), rows, scratch);
     }
 
     /// Unscaled 1-D inverse FFTs of every length-N row of `rows` (a whole number of rows).
-    pub(crate) fn inverse_rows(&self, rows: &mut [Complex32], scratch: &mut [Complex32]) {
-        self.inverse.process_with_scratch(rows, scratch);
+    pub fn inverse_rows(&self, rows: &mut [Complex32], scratch: &mut [Complex32]) {
+        self.rows(self.inverse.as_ref(), rows, scratch);
+    }
+
+    /// Runs `plan` on every row: on the calling thread with `scratch` when the pass is at most
+    /// one task, otherwise in tasks of whole rows over the rayon pool, each thread with its
+    /// own scratch. Idle threads take tasks of a pass that another thread runs, so a sweep of
+    /// a few large frames keeps every core busy.
+    fn rows(&self, plan: &dyn Fft<f32>, rows: &mut [Complex32], scratch: &mut [Complex32]) {
+        let per_task = (task_values() / self.n).max(1).saturating_mul(self.n);
+        if rows.len() <= per_task {
+            plan.process_with_scratch(rows, scratch);
+            return;
+        }
+        rows.par_chunks_mut(per_task).for_each(|task| {
+            THREAD_SCRATCH.with_borrow_mut(|s| {
+                if s.len() < self.scratch_len {
+                    s.resize(self.scratch_len, Complex32::default());
+                }
+                plan.process_with_scratch(task, &mut s[..self.scratch_len]);
+            })
+        });
     }
 
     /// Unitary forward transform of `frame` into `out` in transposed order
@@ -191,7 +239,8 @@ const TILE: usize = 16;
 
 /// Writes the transpose of a `rows` x `cols` block of `src` (row stride `src_stride`) into
 /// `dst` (row stride `dst_stride`): `dst[c * dst_stride + r] = src[r * src_stride + c]`.
-/// Works tile by tile so that both sides are read and written in cache-sized pieces.
+/// Works tile by tile so that both sides are read and written in cache-sized pieces; large
+/// blocks are split into bands of source columns over the rayon pool.
 pub(crate) fn transpose_block(
     src: &[Complex32],
     src_stride: usize,
@@ -207,6 +256,34 @@ pub(crate) fn transpose_block(
         (rows - 1) * src_stride + cols <= src.len() && (cols - 1) * dst_stride + rows <= dst.len(),
         "transpose block outside its buffers"
     );
+    let band = (task_values() / rows)
+        .div_ceil(TILE)
+        .max(1)
+        .saturating_mul(TILE);
+    if band >= cols {
+        transpose_tiles(src, src_stride, dst, dst_stride, rows, cols);
+        return;
+    }
+    dst.par_chunks_mut(band * dst_stride)
+        .enumerate()
+        .for_each(|(k, out)| {
+            let c0 = k * band;
+            if c0 < cols {
+                let width = band.min(cols - c0);
+                transpose_tiles(&src[c0..], src_stride, out, dst_stride, rows, width);
+            }
+        });
+}
+
+/// [`transpose_block`] on the calling thread.
+fn transpose_tiles(
+    src: &[Complex32],
+    src_stride: usize,
+    dst: &mut [Complex32],
+    dst_stride: usize,
+    rows: usize,
+    cols: usize,
+) {
     for r0 in (0..rows).step_by(TILE) {
         let r1 = (r0 + TILE).min(rows);
         for c0 in (0..cols).step_by(TILE) {
@@ -249,6 +326,31 @@ pub fn fftshift(frame: &mut [Complex32], n: usize, work: &mut FftWork) {
 /// Inverse of [`fftshift`] (numpy's `ifftshift`).
 pub fn ifftshift(frame: &mut [Complex32], n: usize, work: &mut FftWork) {
     roll(frame, n, n - n / 2, work);
+}
+
+/// Fills `out` with the phase ramp `exp(2 pi i freq_index(k, n) s / n)` over the n bins of
+/// one FFT axis: the spectrum of a move by `-s` px. Built by recurrence from one `sin`/`cos`
+/// (powers of `exp(2 pi i s / n)` in f64, whose error after n/2 products is ~1e-14).
+pub fn fill_phase_ramp(n: usize, s: f64, out: &mut Vec<Complex32>) {
+    let (sin, cos) = (std::f64::consts::TAU * s / n as f64).sin_cos();
+    let step = num_complex::Complex64::new(cos, sin);
+    out.clear();
+    out.resize(n, Complex32::default());
+    let mut w = num_complex::Complex64::new(1.0, 0.0);
+    let positive = n.div_ceil(2);
+    for k in 0..positive {
+        out[k] = Complex32::new(w.re as f32, w.im as f32);
+        // Bin n - k holds frequency -k.
+        if k > 0 && n - k >= positive {
+            out[n - k] = Complex32::new(w.re as f32, -w.im as f32);
+        }
+        w *= step;
+    }
+    if n.is_multiple_of(2) {
+        // The Nyquist bin n/2 holds frequency -n/2.
+        let (sin, cos) = (-std::f64::consts::PI * s).sin_cos();
+        out[n / 2] = Complex32::new(cos as f32, sin as f32);
+    }
 }
 
 /// Signed frequency index of FFT bin `k` of an N-point transform (0, 1, ..., -1).
@@ -374,6 +476,21 @@ mod tests {
             fft.inverse_from_transposed(&mut t, &mut back, &mut work);
             for (a, b) in back.iter().zip(&x) {
                 assert!((a - b).norm() < 1e-5, "n={n}");
+            }
+        }
+    }
+
+    #[test]
+    fn phase_ramp_matches_the_direct_formula() {
+        for n in [7, 8, 270] {
+            let s = -3.37;
+            let mut ramp = Vec::new();
+            fill_phase_ramp(n, s, &mut ramp);
+            assert_eq!(ramp.len(), n);
+            for (k, v) in ramp.iter().enumerate() {
+                let ph = std::f64::consts::TAU * freq_index(k, n) * s / n as f64;
+                let want = Complex32::new(ph.cos() as f32, ph.sin() as f32);
+                assert!((v - want).norm() < 1e-6, "n={n} bin {k}: {v} vs {want}");
             }
         }
     }

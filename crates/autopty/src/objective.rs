@@ -9,9 +9,11 @@
 //! nearest integer corner and the remaining fraction `s` moves the probe (`P_m(r - s)`, by
 //! [`crate::ops::shift`]) and the propagated exit wave back (a ramp in the propagator).
 //!
-//! The backward pass runs the vjps in reverse. Positions of a batch are processed in parallel
-//! (one chunk per thread, each with its own propagation buffers); the gradient scatter onto the
-//! object and the probe is a short sequential pass. All buffers are allocated once.
+//! The backward pass runs the vjps in reverse. Positions of a batch are processed in parallel,
+//! each with its own buffers, and the large FFT passes inside each position are themselves split
+//! into tasks (see [`crate::fft`]), so that a batch that does not divide evenly among the threads
+//! still keeps them all busy; the gradient scatter onto the object and the probe is a short
+//! sequential pass. All buffers are allocated once.
 
 use crate::dataset::Dataset;
 use crate::fft::FftWork;
@@ -52,8 +54,9 @@ struct Slot {
 /// Evaluates the loss of minibatches and its gradients.
 pub struct Objective {
     kind: LossKind,
-    amplitude: Array3<f32>,
-    intensity: Array3<f32>,
+    /// What the loss reads of each pattern: the amplitudes `sqrt(I_meas)` for the amplitude
+    /// loss, the intensities otherwise (one copy of the data, not two).
+    measured: Array3<f32>,
     mask: Vec<f32>,
     propagator: Propagator,
     subpixel: Subpixel,
@@ -104,8 +107,7 @@ impl Objective {
                 dpos: [0.0; 2],
             })
             .collect();
-        let threads = rayon::current_num_threads().max(1);
-        let works = (0..threads)
+        let works = (0..max_batch)
             .map(|_| (propagator.work(), shifter.work()))
             .collect();
         let mask: Vec<f32> = data
@@ -116,8 +118,12 @@ impl Objective {
         let total_measured = data.measured_photons().max(1e-30);
         Objective {
             kind,
-            amplitude: data.intensities.mapv(|v| v.max(0.0).sqrt()),
-            intensity: data.intensities.clone(),
+            measured: match kind {
+                LossKind::Amplitude => data.intensities.mapv(|v| v.max(0.0).sqrt()),
+                LossKind::Intensity | LossKind::Poisson => {
+                    data.intensities.as_standard_layout().into_owned()
+                }
+            },
             mask,
             propagator,
             subpixel,
@@ -187,17 +193,16 @@ impl Objective {
             }
         }
         let active = &mut self.slots[..batch.len()];
-        let chunk = active.len().div_ceil(self.works.len()).max(1);
         let (prop, kind) = (&self.propagator, self.kind);
-        let (amplitude, intensity, mask) = (&self.amplitude, &self.intensity, &self.mask);
+        let (measured, mask) = (&self.measured, &self.mask);
         let model_probe = model.probe.as_slice().expect("contiguous probe");
         let (shifter, probe_spectrum) = (&self.shifter, &self.probe_spectrum);
         let cache_len = prop.cache_len();
         active
-            .par_chunks_mut(chunk)
+            .par_iter_mut()
             .zip(self.works.par_iter_mut())
-            .for_each(|(slots, (work, shift_work))| {
-                for s in slots {
+            .for_each(|(s, (work, shift_work))| {
+                {
                     sample(&model.object, s.placement, n, &mut s.patch);
                     shifter.fill_ramp(s.shift, &mut s.ramp);
                     let ramp = &s.ramp;
@@ -218,20 +223,25 @@ impl Objective {
                         let cache = &mut s.cache[k * cache_len..(k + 1) * cache_len];
                         prop.forward_moved(f, cache, s.shift, work);
                     }
-                    let data = Measured {
-                        amplitude: amplitude
-                            .index_axis(ndarray::Axis(0), s.j)
-                            .to_slice()
-                            .expect("contiguous"),
-                        intensity: intensity
-                            .index_axis(ndarray::Axis(0), s.j)
-                            .to_slice()
-                            .expect("contiguous"),
-                        mask,
+                    let pattern = measured
+                        .index_axis(ndarray::Axis(0), s.j)
+                        .to_slice()
+                        .expect("contiguous");
+                    let data = match kind {
+                        LossKind::Amplitude => Measured {
+                            amplitude: pattern,
+                            intensity: &[],
+                            mask,
+                        },
+                        LossKind::Intensity | LossKind::Poisson => Measured {
+                            amplitude: &[],
+                            intensity: pattern,
+                            mask,
+                        },
                     };
                     s.loss = loss_and_gradient(kind, &mut s.fields, nn, data);
                     if !with_grad {
-                        continue;
+                        return;
                     }
                     s.dz = 0.0;
                     let mut ds = [0.0; 2];

@@ -99,21 +99,35 @@ impl Rule {
         m: &mut [f64],
         v: &mut [f64],
     ) -> f64 {
-        let mut v_max = 0.0f64;
-        let (mut no_m, mut no_v) = ([0.0f64; 2], [0.0f64; 2]);
-        for (k, (p, g)) in params.iter_mut().zip(grads).enumerate() {
-            let (mk, vk) = if m.is_empty() {
-                (&mut no_m[..], &mut no_v[..])
-            } else {
-                (&mut m[2 * k..2 * k + 2], &mut v[2 * k..2 * k + 2])
-            };
-            let (dre, vre) = self.apply(g.re as f64, &mut mk[0], &mut vk[0]);
-            let (dim, vim) = self.apply(g.im as f64, &mut mk[1], &mut vk[1]);
-            p.re += dre as f32;
-            p.im += dim as f32;
-            v_max = v_max.max(vre).max(vim);
+        if m.is_empty() {
+            for (p, g) in params.iter_mut().zip(grads) {
+                p.re -= (self.lr * g.re as f64) as f32;
+                p.im -= (self.lr * g.im as f64) as f32;
+            }
+            return 0.0;
         }
-        v_max
+        // The moments stay in f64; the step itself is evaluated in f32 (it moves an f32
+        // parameter), and four independent maxima let the loop vectorise.
+        let (lr_c1, c2, floor) = ((self.lr * self.c1) as f32, self.c2, self.floor as f32);
+        let step = |g: f32, m: &mut f64, v: &mut f64| {
+            let g = g as f64;
+            *m = BETA1 * *m + (1.0 - BETA1) * g;
+            *v = BETA2 * *v + (1.0 - BETA2) * g * g;
+            let vh = (*v * c2).min(f32::MAX as f64);
+            (-lr_c1 * *m as f32 / ((vh as f32).sqrt() + floor), vh)
+        };
+        let mut v_max = [0.0f64; 4];
+        let moments = m.chunks_exact_mut(2).zip(v.chunks_exact_mut(2));
+        for (k, ((p, g), (m, v))) in params.iter_mut().zip(grads).zip(moments).enumerate() {
+            let (m, v) = (m.split_at_mut(1), v.split_at_mut(1));
+            let (dre, vre) = step(g.re, &mut m.0[0], &mut v.0[0]);
+            let (dim, vim) = step(g.im, &mut m.1[0], &mut v.1[0]);
+            p.re += dre;
+            p.im += dim;
+            let lane = &mut v_max[k % 4];
+            *lane = lane.max(vre.max(vim));
+        }
+        v_max.iter().fold(0.0, |a, &b| a.max(b))
     }
 }
 

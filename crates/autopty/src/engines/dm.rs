@@ -423,13 +423,7 @@ impl Pass<'_> {
         let pattern = self.patterns.get(j);
         let err = loss_and_gradient(LossKind::Amplitude, &mut s.detector, nn, pattern);
         // Power bound: move the amplitudes only part of the way, to an error of `bound`.
-        let measured: f64 = pattern
-            .intensity
-            .iter()
-            .zip(pattern.mask)
-            .map(|(i, m)| (i * m) as f64)
-            .sum();
-        let bound = u.relax * u.relax * measured;
+        let bound = u.relax * u.relax * self.patterns.photons(j);
         let t = if err > bound {
             1.0 - (bound / err).sqrt()
         } else {

@@ -33,29 +33,35 @@ use crate::propagate::{PropWork, Propagator};
 use ndarray::{Array2, Array3, Axis};
 use num_complex::Complex32;
 
-/// The measured patterns in the form the modulus constraint reads them.
+/// The measured patterns in the form the modulus constraint reads them (amplitudes only: the
+/// constraint is the amplitude loss's gradient).
 pub struct Patterns {
     amplitude: Array3<f32>,
-    intensity: Array3<f32>,
+    /// Measured photons of each pattern over its valid pixels.
+    photons: Vec<f64>,
     mask: Vec<f32>,
     total: f64,
 }
 
 impl Patterns {
-    /// Square roots, intensities and mask weights of `data`.
+    /// Square roots and mask weights of `data`.
     pub fn new(data: &Dataset) -> Self {
-        let intensity = data.intensities.as_standard_layout().into_owned();
         let mask: Vec<f32> = data.mask.iter().map(|&m| f32::from(u8::from(m))).collect();
         let total = data.measured_photons().max(1e-30);
+        let photons = data
+            .intensities
+            .outer_iter()
+            .map(|frame| frame.iter().zip(&mask).map(|(&i, &m)| (i * m) as f64).sum())
+            .collect();
         Patterns {
-            amplitude: intensity.mapv(|v| v.max(0.0).sqrt()),
-            intensity,
+            amplitude: data.intensities.mapv(|v| v.max(0.0).sqrt()),
+            photons,
             mask,
             total,
         }
     }
 
-    /// Pattern j.
+    /// Pattern j (amplitudes; the intensities are left empty).
     pub fn get(&self, j: usize) -> Measured<'_> {
         Measured {
             amplitude: self
@@ -63,13 +69,14 @@ impl Patterns {
                 .index_axis(Axis(0), j)
                 .to_slice()
                 .expect("standard layout"),
-            intensity: self
-                .intensity
-                .index_axis(Axis(0), j)
-                .to_slice()
-                .expect("standard layout"),
+            intensity: &[],
             mask: &self.mask,
         }
+    }
+
+    /// Measured photons of pattern j over its valid pixels.
+    pub fn photons(&self, j: usize) -> f64 {
+        self.photons[j]
     }
 
     /// Measured photons over valid pixels of all patterns: the normaliser of reported losses

@@ -368,17 +368,25 @@ fn object_change(
         return false;
     }
     let alpha = alpha as f32;
-    for (i, o) in out.iter_mut().enumerate() {
-        let (mut num, mut power) = (Complex32::default(), 0.0f32);
-        for k in (i..probe.len()).step_by(nn) {
-            num += probe[k].conj() * chi[k];
-            power += probe[k].norm_sqr();
+    // Sweeps over whole frames (one per mode) rather than a stride per pixel, so that they
+    // vectorise.
+    out.fill(Complex32::default());
+    for (p, c) in probe.chunks_exact(nn).zip(chi.chunks_exact(nn)) {
+        for ((o, p), c) in out.iter_mut().zip(p).zip(c) {
+            *o += p.conj() * c;
         }
-        let denominator = match variant {
-            PieVariant::Epie => max_power / alpha,
-            PieVariant::Rpie => (1.0 - alpha) * power + alpha * max_power,
-        };
-        *o = num / denominator;
+    }
+    match variant {
+        PieVariant::Epie => {
+            let inverse = alpha / max_power;
+            out.iter_mut().for_each(|o| *o *= inverse);
+        }
+        PieVariant::Rpie => {
+            for (i, o) in out.iter_mut().enumerate() {
+                let power: f32 = probe.iter().skip(i).step_by(nn).map(|p| p.norm_sqr()).sum();
+                *o /= (1.0 - alpha) * power + alpha * max_power;
+            }
+        }
     }
     true
 }
@@ -396,12 +404,18 @@ fn probe_change(buf: &mut Buffers, nn: usize, variant: PieVariant, beta: f64) ->
         .chunks_exact_mut(nn)
         .zip(buf.waves.chunks_exact(nn))
     {
-        for ((dv, cv), o) in d.iter_mut().zip(c).zip(&buf.patch) {
-            let denominator = match variant {
-                PieVariant::Epie => max_power / beta,
-                PieVariant::Rpie => (1.0 - beta) * o.norm_sqr() + beta * max_power,
-            };
-            *dv = o.conj() * cv / denominator;
+        match variant {
+            PieVariant::Epie => {
+                let inverse = beta / max_power;
+                for ((dv, cv), o) in d.iter_mut().zip(c).zip(&buf.patch) {
+                    *dv = o.conj() * cv * inverse;
+                }
+            }
+            PieVariant::Rpie => {
+                for ((dv, cv), o) in d.iter_mut().zip(c).zip(&buf.patch) {
+                    *dv = o.conj() * cv / ((1.0 - beta) * o.norm_sqr() + beta * max_power);
+                }
+            }
         }
     }
     true

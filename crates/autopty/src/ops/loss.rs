@@ -44,6 +44,8 @@ impl std::str::FromStr for LossKind {
 const POISSON_EPS: f32 = 1e-3;
 
 /// One measured pattern: amplitudes `sqrt(I_meas)`, intensities and the mask weights (0 or 1).
+/// Only the field the loss reads must be filled (amplitudes for [`LossKind::Amplitude`],
+/// intensities for the others); the other may be empty.
 #[derive(Clone, Copy)]
 pub struct Measured<'a> {
     /// `sqrt(I_meas)` per pixel.

@@ -103,6 +103,16 @@ pub fn scatter_add(grad_object: &mut Array2<Complex32>, p: Placement, n: usize, 
         .as_slice_mut()
         .expect("gradient must be contiguous");
     let [w00, w01, w10, w11] = p.weights();
+    if p.fy == 0.0 && p.fx == 0.0 {
+        // An integer placement (always so with the Fourier sub-pixel model): a plain add.
+        for (r, gr) in g.chunks_exact(n).enumerate() {
+            let top = (p.row + r) * w + p.col;
+            for (o, v) in go[top..top + n].iter_mut().zip(gr) {
+                *o += v;
+            }
+        }
+        return;
+    }
     for r in 0..n {
         let gr = &g[r * n..(r + 1) * n];
         let top = (p.row + r) * w + p.col;

@@ -11,7 +11,7 @@
 //! function (see [`crate::propagate`]). The object is then read at the integer corner k and no
 //! interpolation blurs it.
 
-use crate::fft::{freq_index, transpose_block, Fft2, FftWork};
+use crate::fft::{fill_phase_ramp, freq_index, transpose_block, Fft2, FftWork};
 use num_complex::Complex32;
 use std::f64::consts::TAU;
 
@@ -75,15 +75,8 @@ impl FourierShift {
 
     /// [`FourierShift::ramp`] into an existing ramp (no allocation).
     pub fn fill_ramp(&self, s: [f64; 2], ramp: &mut Ramp) {
-        let axis = |sv: f64, out: &mut Vec<Complex32>| {
-            out.clear();
-            out.extend(self.freq.iter().map(|&f| {
-                let ph = -TAU * f * sv;
-                Complex32::new(ph.cos() as f32, ph.sin() as f32)
-            }));
-        };
-        axis(s[0], &mut ramp.y);
-        axis(s[1], &mut ramp.x);
+        fill_phase_ramp(self.n, -s[0], &mut ramp.y);
+        fill_phase_ramp(self.n, -s[1], &mut ramp.x);
     }
 
     /// `out = IFFT(spectrum D_s)`: the frame whose spectrum is given, moved by s.
