@@ -745,6 +745,32 @@ mod tests {
     }
 
     #[test]
+    fn passes_split_over_workers_give_the_same_bits() {
+        // On a rayon worker the large passes are split into tasks; off the pool they are not.
+        // Both must give identical fields and gradients.
+        let p = Propagator::near_padded(100, 250, 1e-9, 0.05, 1e-6);
+        let run = || {
+            let mut work = p.work();
+            let mut cache = vec![Complex32::default(); p.cache_len()];
+            let mut field = random(100 * 100, 21);
+            p.forward_moved(&mut field, &mut cache, [0.3, -0.4], &mut work);
+            let mut grad = random(100 * 100, 22);
+            let extras = p.adjoint_moved(&mut grad, Some(&cache), [0.3, -0.4], &mut work);
+            (field, grad, extras)
+        };
+        let alone = run();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .expect("pool");
+        let split = pool.install(run);
+        assert!(rayon::current_thread_index().is_none());
+        assert_eq!(alone.0, split.0);
+        assert_eq!(alone.1, split.1);
+        assert_eq!(alone.2, split.2);
+    }
+
+    #[test]
     fn distance_gradient_matches_finite_difference() {
         let n = 32;
         let (lambda, dx, z) = (1e-9, 1e-6, 0.02);
