@@ -56,7 +56,8 @@ pub struct Optimizer {
     steps: u32,
     /// Floor of Adam's denominator relative to the largest one of the previous step.
     eps_rel: f64,
-    /// Largest bias-corrected second moment seen in the previous step, and in this one.
+    /// Largest bias-corrected second moment of the previous step, and a second slot kept at
+    /// 0 (the checkpoint format has both; the maximum of a step is now reduced inside it).
     v_max: [f64; 2],
     /// The windows of the current step sorted by column (reused, not state).
     #[serde(skip)]
@@ -106,24 +107,15 @@ impl Rule {
             }
             return 0.0;
         }
-        // The moments stay in f64; the step itself is evaluated in f32 (it moves an f32
-        // parameter), and four independent maxima let the loop vectorise.
-        let (lr_c1, c2, floor) = ((self.lr * self.c1) as f32, self.c2, self.floor as f32);
-        let step = |g: f32, m: &mut f64, v: &mut f64| {
-            let g = g as f64;
-            *m = BETA1 * *m + (1.0 - BETA1) * g;
-            *v = BETA2 * *v + (1.0 - BETA2) * g * g;
-            let vh = (*v * c2).min(f32::MAX as f64);
-            (-lr_c1 * *m as f32 / ((vh as f32).sqrt() + floor), vh)
-        };
+        // Four independent maxima, so that the loop does not wait on one.
         let mut v_max = [0.0f64; 4];
         let moments = m.chunks_exact_mut(2).zip(v.chunks_exact_mut(2));
         for (k, ((p, g), (m, v))) in params.iter_mut().zip(grads).zip(moments).enumerate() {
             let (m, v) = (m.split_at_mut(1), v.split_at_mut(1));
-            let (dre, vre) = step(g.re, &mut m.0[0], &mut v.0[0]);
-            let (dim, vim) = step(g.im, &mut m.1[0], &mut v.1[0]);
-            p.re += dre;
-            p.im += dim;
+            let (dre, vre) = self.apply(g.re as f64, &mut m.0[0], &mut v.0[0]);
+            let (dim, vim) = self.apply(g.im as f64, &mut m.1[0], &mut v.1[0]);
+            p.re += dre as f32;
+            p.im += dim as f32;
             let lane = &mut v_max[k % 4];
             *lane = lane.max(vre.max(vim));
         }

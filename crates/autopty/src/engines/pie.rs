@@ -263,61 +263,76 @@ pub fn run_from(
         let probe_active = epoch >= settings.probe_start_epoch;
         let positions_active =
             settings.positions.enabled && epoch >= settings.positions.start_epoch;
-        let mut loss = 0.0;
-        for &j in &order {
-            if control.should_stop() {
-                stopped_early = Some(format!("interrupted during epoch {epoch}"));
-                break 'epochs;
-            }
-            let view = View::of(&model, j, subpixel);
-            view.read(&model.object, n, &mut buf.patch);
-            let ramp = shifter.ramp(view.shift);
-            if fourier {
-                shifter.moved(&spectra, &ramp, &mut buf.probe, &mut fft_work);
-            } else {
-                buf.probe
-                    .copy_from_slice(model.probe.as_slice().expect("contiguous probe"));
-            }
-            exit_waves(&buf.probe, &buf.patch, &mut buf.waves);
-            loss += modulus_correction(
-                &propagator,
-                &mut buf.waves,
-                nn,
-                view.shift,
-                patterns.get(j),
-                &mut prop_work,
-            );
-            let moved = (positions_active && !view.clamped)
-                .then(|| position_step(&model.object, &view, n, &buf, &settings.positions))
-                .flatten();
-            if object_change(
-                &buf.probe,
-                &buf.waves,
-                variant,
-                steps.alpha,
-                &mut buf.object_change,
-            ) {
-                view.add(&mut model.object, n, &buf.object_change);
-            }
-            if probe_active && probe_change(&mut buf, nn, variant, steps.beta) {
+        // The sweep runs on a rayon worker: the large passes inside each position are split
+        // into tasks there, which the other workers take (see `crate::fft`); a thread outside
+        // the pool would not split them.
+        let stop = control.stop;
+        let (loss, interrupted) = rayon::scope(|_| {
+            let mut loss = 0.0;
+            for &j in &order {
+                if stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
+                    return (loss, true);
+                }
+                let view = View::of(&model, j, subpixel);
+                view.read(&model.object, n, &mut buf.patch);
+                let ramp = shifter.ramp(view.shift);
                 if fourier {
-                    shifter.add_moved_change(&mut buf.delta, &ramp, &mut spectra, &mut fft_work);
+                    shifter.moved(&spectra, &ramp, &mut buf.probe, &mut fft_work);
                 } else {
-                    for (p, d) in model
-                        .probe
-                        .as_slice_mut()
-                        .expect("contiguous probe")
-                        .iter_mut()
-                        .zip(&buf.delta)
-                    {
-                        *p += d;
+                    buf.probe
+                        .copy_from_slice(model.probe.as_slice().expect("contiguous probe"));
+                }
+                exit_waves(&buf.probe, &buf.patch, &mut buf.waves);
+                loss += modulus_correction(
+                    &propagator,
+                    &mut buf.waves,
+                    nn,
+                    view.shift,
+                    patterns.get(j),
+                    &mut prop_work,
+                );
+                let moved = (positions_active && !view.clamped)
+                    .then(|| position_step(&model.object, &view, n, &buf, &settings.positions))
+                    .flatten();
+                if object_change(
+                    &buf.probe,
+                    &buf.waves,
+                    variant,
+                    steps.alpha,
+                    &mut buf.object_change,
+                ) {
+                    view.add(&mut model.object, n, &buf.object_change);
+                }
+                if probe_active && probe_change(&mut buf, nn, variant, steps.beta) {
+                    if fourier {
+                        shifter.add_moved_change(
+                            &mut buf.delta,
+                            &ramp,
+                            &mut spectra,
+                            &mut fft_work,
+                        );
+                    } else {
+                        for (p, d) in model
+                            .probe
+                            .as_slice_mut()
+                            .expect("contiguous probe")
+                            .iter_mut()
+                            .zip(&buf.delta)
+                        {
+                            *p += d;
+                        }
                     }
                 }
+                if let Some([dy, dx]) = moved {
+                    model.corrections[[j, 0]] += dy;
+                    model.corrections[[j, 1]] += dx;
+                }
             }
-            if let Some([dy, dx]) = moved {
-                model.corrections[[j, 0]] += dy;
-                model.corrections[[j, 1]] += dx;
-            }
+            (loss, false)
+        });
+        if interrupted {
+            stopped_early = Some(format!("interrupted during epoch {epoch}"));
+            break 'epochs;
         }
         if fourier {
             shifter.to_frames(
