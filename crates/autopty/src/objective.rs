@@ -202,83 +202,81 @@ impl Objective {
             .par_iter_mut()
             .zip(self.works.par_iter_mut())
             .for_each(|(s, (work, shift_work))| {
-                {
-                    sample(&model.object, s.placement, n, &mut s.patch);
-                    shifter.fill_ramp(s.shift, &mut s.ramp);
-                    let ramp = &s.ramp;
-                    let probe: &[Complex32] = if fourier {
-                        for (out, spec) in s
-                            .probe
-                            .chunks_exact_mut(nn)
-                            .zip(probe_spectrum.chunks_exact(nn))
-                        {
-                            shifter.shift(spec, ramp, out, shift_work);
-                        }
-                        &s.probe
-                    } else {
-                        model_probe
-                    };
-                    exit_waves(probe, &s.patch, &mut s.fields);
-                    for (k, f) in s.fields.chunks_exact_mut(nn).enumerate() {
-                        let cache = &mut s.cache[k * cache_len..(k + 1) * cache_len];
-                        prop.forward_moved(f, cache, s.shift, work);
+                sample(&model.object, s.placement, n, &mut s.patch);
+                shifter.fill_ramp(s.shift, &mut s.ramp);
+                let ramp = &s.ramp;
+                let probe: &[Complex32] = if fourier {
+                    for (out, spec) in s
+                        .probe
+                        .chunks_exact_mut(nn)
+                        .zip(probe_spectrum.chunks_exact(nn))
+                    {
+                        shifter.shift(spec, ramp, out, shift_work);
                     }
-                    let pattern = measured
-                        .index_axis(ndarray::Axis(0), s.j)
-                        .to_slice()
-                        .expect("contiguous");
-                    let data = match kind {
-                        LossKind::Amplitude => Measured {
-                            amplitude: pattern,
-                            intensity: &[],
-                            mask,
-                        },
-                        LossKind::Intensity | LossKind::Poisson => Measured {
-                            amplitude: &[],
-                            intensity: pattern,
-                            mask,
-                        },
-                    };
-                    s.loss = loss_and_gradient(kind, &mut s.fields, nn, data);
-                    if !with_grad {
-                        return;
-                    }
-                    s.dz = 0.0;
-                    let mut ds = [0.0; 2];
-                    for (k, f) in s.fields.chunks_exact_mut(nn).enumerate() {
-                        let cache =
-                            (cache_len > 0).then(|| &s.cache[k * cache_len..(k + 1) * cache_len]);
-                        let extras = prop.adjoint_moved(f, cache, s.shift, work);
-                        s.dz += extras.dz;
-                        ds[0] += extras.ds[0];
-                        ds[1] += extras.ds[1];
-                    }
-                    patch_gradient(probe, &s.fields, &mut s.g_patch);
-                    if fourier {
-                        // Gradient of the moved probe, then back through the move: its spectrum
-                        // is reduced over the batch afterwards; dL/ds joins the propagator's.
-                        s.probe_grad.fill(Complex32::default());
-                        add_probe_gradient(&s.patch, &s.fields, &mut s.probe_grad);
-                        s.probe_grad_spectrum.fill(Complex32::default());
-                        for ((g, spec), acc) in s
-                            .probe_grad
-                            .chunks_exact_mut(nn)
-                            .zip(probe_spectrum.chunks_exact(nn))
-                            .zip(s.probe_grad_spectrum.chunks_exact_mut(nn))
-                        {
-                            let d = shifter.shift_vjp(g, spec, ramp, acc, shift_work);
-                            ds[0] += d[0];
-                            ds[1] += d[1];
-                        }
-                    }
-                    s.dpos = if s.clamped {
-                        [0.0; 2]
-                    } else if fourier {
-                        ds
-                    } else {
-                        position_gradient(&model.object, s.placement, n, &s.g_patch)
-                    };
+                    &s.probe
+                } else {
+                    model_probe
+                };
+                exit_waves(probe, &s.patch, &mut s.fields);
+                for (k, f) in s.fields.chunks_exact_mut(nn).enumerate() {
+                    let cache = &mut s.cache[k * cache_len..(k + 1) * cache_len];
+                    prop.forward_moved(f, cache, s.shift, work);
                 }
+                let pattern = measured
+                    .index_axis(ndarray::Axis(0), s.j)
+                    .to_slice()
+                    .expect("contiguous");
+                let data = match kind {
+                    LossKind::Amplitude => Measured {
+                        amplitude: pattern,
+                        intensity: &[],
+                        mask,
+                    },
+                    LossKind::Intensity | LossKind::Poisson => Measured {
+                        amplitude: &[],
+                        intensity: pattern,
+                        mask,
+                    },
+                };
+                s.loss = loss_and_gradient(kind, &mut s.fields, nn, data);
+                if !with_grad {
+                    return;
+                }
+                s.dz = 0.0;
+                let mut ds = [0.0; 2];
+                for (k, f) in s.fields.chunks_exact_mut(nn).enumerate() {
+                    let cache =
+                        (cache_len > 0).then(|| &s.cache[k * cache_len..(k + 1) * cache_len]);
+                    let extras = prop.adjoint_moved(f, cache, s.shift, work);
+                    s.dz += extras.dz;
+                    ds[0] += extras.ds[0];
+                    ds[1] += extras.ds[1];
+                }
+                patch_gradient(probe, &s.fields, &mut s.g_patch);
+                if fourier {
+                    // Gradient of the moved probe, then back through the move: its spectrum
+                    // is reduced over the batch afterwards; dL/ds joins the propagator's.
+                    s.probe_grad.fill(Complex32::default());
+                    add_probe_gradient(&s.patch, &s.fields, &mut s.probe_grad);
+                    s.probe_grad_spectrum.fill(Complex32::default());
+                    for ((g, spec), acc) in s
+                        .probe_grad
+                        .chunks_exact_mut(nn)
+                        .zip(probe_spectrum.chunks_exact(nn))
+                        .zip(s.probe_grad_spectrum.chunks_exact_mut(nn))
+                    {
+                        let d = shifter.shift_vjp(g, spec, ramp, acc, shift_work);
+                        ds[0] += d[0];
+                        ds[1] += d[1];
+                    }
+                }
+                s.dpos = if s.clamped {
+                    [0.0; 2]
+                } else if fourier {
+                    ds
+                } else {
+                    position_gradient(&model.object, s.placement, n, &s.g_patch)
+                };
             });
         let loss: f64 = active.iter().map(|s| s.loss).sum();
         if let Some(g) = grads {
