@@ -147,46 +147,39 @@ impl Fft2 {
         });
     }
 
-    /// Unitary forward transform of `frame` into `out` in transposed order
-    /// (`out[kx * N + ky]`): one transpose instead of two; `frame` is left with its row
-    /// transforms. Transposed-order spectra are undone by [`Fft2::inverse_from_transposed`].
-    pub fn forward_to_transposed(
+    /// Unscaled forward 2-D transform of `frame` in transposed order (`[kx, ky]`), left in
+    /// the work buffer and returned: one transpose instead of two. `frame` is left with its
+    /// row transforms. Multiply by `1/N` for the unitary transform.
+    pub fn forward_into_transposed<'w>(
         &self,
         frame: &mut [Complex32],
-        out: &mut [Complex32],
-        work: &mut FftWork,
-    ) {
-        let n = self.n;
-        assert!(
-            frame.len() == n * n && out.len() == n * n,
-            "frames must hold N*N values"
-        );
-        self.forward.process_with_scratch(frame, &mut work.scratch);
-        transpose_block(frame, n, out, n, n, n);
-        self.forward.process_with_scratch(out, &mut work.scratch);
-        let scale = 1.0 / n as f32;
-        out.iter_mut().for_each(|v| *v *= scale);
+        work: &'w mut FftWork,
+    ) -> &'w mut [Complex32] {
+        self.transform_to_transposed(self.forward.as_ref(), frame, work)
     }
 
-    /// Inverse of [`Fft2::forward_to_transposed`] (and its adjoint): `spectrum` in transposed
-    /// order, overwritten by its column transforms; the frame is written to `out`.
-    pub fn inverse_from_transposed(
+    /// Unscaled inverse of a transposed-order spectrum, into the work buffer (see
+    /// [`Fft2::forward_into_transposed`]); `spectrum` is left with its row transforms.
+    pub fn inverse_into_transposed<'w>(
         &self,
         spectrum: &mut [Complex32],
-        out: &mut [Complex32],
-        work: &mut FftWork,
-    ) {
+        work: &'w mut FftWork,
+    ) -> &'w mut [Complex32] {
+        self.transform_to_transposed(self.inverse.as_ref(), spectrum, work)
+    }
+
+    fn transform_to_transposed<'w>(
+        &self,
+        plan: &dyn Fft<f32>,
+        frame: &mut [Complex32],
+        work: &'w mut FftWork,
+    ) -> &'w mut [Complex32] {
         let n = self.n;
-        assert!(
-            spectrum.len() == n * n && out.len() == n * n,
-            "frames must hold N*N values"
-        );
-        self.inverse
-            .process_with_scratch(spectrum, &mut work.scratch);
-        transpose_block(spectrum, n, out, n, n, n);
-        self.inverse.process_with_scratch(out, &mut work.scratch);
-        let scale = 1.0 / n as f32;
-        out.iter_mut().for_each(|v| *v *= scale);
+        assert_eq!(frame.len(), n * n, "frame must hold N*N values");
+        self.rows(plan, frame, &mut work.scratch);
+        transpose_block(frame, n, &mut work.transposed, n, n, n);
+        self.rows(plan, &mut work.transposed, &mut work.scratch);
+        &mut work.transposed
     }
 
     /// Forward transform with zero frequency at `[N/2, N/2]` (= fftshift of [`Fft2::forward`]).
@@ -464,18 +457,21 @@ mod tests {
             let x = random_frame(n, 21);
             let mut plain = x.clone();
             fft.forward(&mut plain, &mut work);
-            let mut t = vec![Complex32::default(); n * n];
-            fft.forward_to_transposed(&mut x.clone(), &mut t, &mut work);
+            let scale = 1.0 / n as f32;
+            let mut t: Vec<Complex32> = fft
+                .forward_into_transposed(&mut x.clone(), &mut work)
+                .iter()
+                .map(|v| v * scale)
+                .collect();
             for r in 0..n {
                 for c in 0..n {
                     let d = t[c * n + r] - plain[r * n + c];
                     assert!(d.norm() < 1e-5, "n={n} ({r}, {c})");
                 }
             }
-            let mut back = vec![Complex32::default(); n * n];
-            fft.inverse_from_transposed(&mut t, &mut back, &mut work);
+            let back = fft.inverse_into_transposed(&mut t, &mut work);
             for (a, b) in back.iter().zip(&x) {
-                assert!((a - b).norm() < 1e-5, "n={n}");
+                assert!((a * scale - b).norm() < 1e-5, "n={n}");
             }
         }
     }

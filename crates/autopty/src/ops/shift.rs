@@ -49,15 +49,8 @@ impl FourierShift {
     /// (`[kx, ky]`): the spectrum is only ever multiplied by separable ramps and transformed
     /// back, so its order is free, and this order saves one transpose per transform.
     pub fn spectrum(&self, frame: &mut [Complex32], work: &mut FftWork) {
-        let FftWork {
-            scratch,
-            transposed,
-        } = work;
-        let n = self.n;
-        self.fft.forward_rows(frame, scratch);
-        transpose_block(frame, n, transposed, n, n, n);
-        self.fft.forward_rows(transposed, scratch);
-        let scale = 1.0 / n as f32;
+        let scale = 1.0 / self.n as f32;
+        let transposed = self.fft.forward_into_transposed(frame, work);
         for (f, t) in frame.iter_mut().zip(transposed.iter()) {
             *f = t * scale;
         }
@@ -121,14 +114,8 @@ impl FourierShift {
         work: &mut FftWork,
     ) -> [f64; 2] {
         let n = self.n;
-        let FftWork {
-            scratch,
-            transposed,
-        } = work;
-        self.fft.forward_rows(g, scratch);
-        transpose_block(g, n, transposed, n, n, n);
-        self.fft.forward_rows(transposed, scratch);
         let scale = 1.0 / n as f32;
+        let transposed = self.fft.forward_into_transposed(g, work);
         let (mut dy, mut dx) = (0.0f64, 0.0f64);
         for (r, ((t, spec), a)) in transposed
             .chunks_exact(n)
@@ -163,14 +150,8 @@ impl FourierShift {
         work: &mut FftWork,
     ) {
         let n = self.n;
-        let FftWork {
-            scratch,
-            transposed,
-        } = work;
-        self.fft.forward_rows(g, scratch);
-        transpose_block(g, n, transposed, n, n, n);
-        self.fft.forward_rows(transposed, scratch);
         let scale = 1.0 / n as f32;
+        let transposed = self.fft.forward_into_transposed(g, work);
         for ((t, a), rx) in transposed
             .chunks_exact(n)
             .zip(acc.chunks_exact_mut(n))
@@ -186,15 +167,8 @@ impl FourierShift {
     /// Turns the accumulated spectrum (transposed order) into the gradient of the unmoved
     /// frame, in place.
     pub fn finish(&self, acc: &mut [Complex32], work: &mut FftWork) {
-        let n = self.n;
-        let FftWork {
-            scratch,
-            transposed,
-        } = work;
-        self.fft.inverse_rows(acc, scratch);
-        transpose_block(acc, n, transposed, n, n, n);
-        self.fft.inverse_rows(transposed, scratch);
-        let scale = 1.0 / n as f32;
+        let scale = 1.0 / self.n as f32;
+        let transposed = self.fft.inverse_into_transposed(acc, work);
         for (a, t) in acc.iter_mut().zip(transposed.iter()) {
             *a = t * scale;
         }
