@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::geometry::Regime;
 use crate::model::{Gradients, Model, ModelSettings};
 use crate::objective::Objective;
+use crate::ops::band_limit::BandLimit;
 use crate::ops::loss::LossKind;
 use crate::ops::{regularise, scan_affine, smooth};
 use crate::optim::{Optimizer, OptimizerKind};
@@ -131,6 +132,12 @@ pub struct GradientSettings {
     /// noise; below the floor the step shrinks in proportion to the gradient, as in gradient
     /// descent (0 = plain Adam).
     pub adam_floor: f64,
+    /// Near field: after every epoch the object is low-passed to the spatial frequencies whose
+    /// light lands within this fraction of the detector width of where it left the object
+    /// (cutoff `b N dx^2 / (lambda z_eff)` cycles/px, at most 1/2; see
+    /// [`crate::ops::band_limit`]); the frequencies above hardly reach the detector, and what the
+    /// object holds there is noise (0 = off).
+    pub object_band_limit: f64,
 }
 
 impl Default for GradientSettings {
@@ -154,6 +161,7 @@ impl Default for GradientSettings {
             divergence_factor: 100.0,
             lr_final_fraction: 0.1,
             adam_floor: 0.1,
+            object_band_limit: 0.5,
             object_smoothing: 0.0,
             object_smoothing_epochs: 100,
             registration: Registration::default(),
@@ -179,6 +187,15 @@ impl GradientSettings {
             return Err(Error::invalid(
                 "adam_floor",
                 format!("expected a finite number >= 0, got {}", self.adam_floor),
+            ));
+        }
+        if !(self.object_band_limit.is_finite() && self.object_band_limit >= 0.0) {
+            return Err(Error::invalid(
+                "object_band_limit",
+                format!(
+                    "expected a finite fraction of the detector width >= 0, got {}",
+                    self.object_band_limit
+                ),
             ));
         }
         self.registration.validate()?;
@@ -415,6 +432,9 @@ pub fn run_from_resumable(
     let norm = objective.total_measured();
     let reference_corrections = model.corrections.clone();
     let nominal = model.nominal_positions();
+    let band_limited =
+        settings.object_band_limit > 0.0 && model.geometry().regime == Regime::NearField;
+    let mut band_limit = band_limited.then(|| BandLimit::new(model.object.nrows(), width));
     // Where the loop starts: (epoch, positions done in it, order shuffled, their loss, seconds).
     let mut resume_at = (1, 0, false, 0.0, 0.0);
     if let Some(state) = checkpointing.as_mut().and_then(|c| c.take_resumed_joint()) {
@@ -596,6 +616,17 @@ pub fn run_from_resumable(
         }
         if settings.fix_scan_affine && settings.positions.active(epoch) {
             scan_affine::keep_affine_part(&mut model.corrections, &reference_corrections, &nominal);
+        }
+        if let Some(filter) = band_limit
+            .as_mut()
+            .filter(|_| settings.object.active(epoch))
+        {
+            filter.set_cutoff(BandLimit::cutoff_for(
+                settings.object_band_limit,
+                n,
+                model.geometry().pixel_fresnel_number(),
+            ));
+            filter.apply(&mut model.object);
         }
         if settings.object_modulus_weight > 0.0 {
             // The penalty's gradient outside this epoch's windows was never stepped.

@@ -1,6 +1,7 @@
 //! Differentiable operators of the forward model, each with its forward map and its vjp
 //! (the adjoint applied to an output gradient). The propagators live in [`crate::propagate`].
 
+pub mod band_limit;
 pub mod loss;
 pub mod modes;
 pub mod regularise;
