@@ -102,6 +102,11 @@ mod tests {
         assert!(err.to_string().contains("beta"), "{err}");
         let err = Job::from_toml("[pie]\nrpie = { alpha = 0.1 }\n").unwrap_err();
         assert!(err.to_string().contains("beta"), "{err}");
+        for section in ["gradient", "pie", "dm"] {
+            let err =
+                Job::from_toml(&format!("[{section}]\nobject_band_limit = -0.5\n")).unwrap_err();
+            assert!(err.to_string().contains("object_band_limit"), "{err}");
+        }
     }
 
     #[test]

@@ -47,6 +47,7 @@ use crate::engines::{Control, Outcome};
 use crate::error::{Error, Result};
 use crate::model::{Model, ModelSettings, Subpixel};
 use crate::objective::Objective;
+use crate::ops::band_limit::ObjectBandLimit;
 use crate::ops::loss::{loss_and_gradient, LossKind};
 use crate::ops::modes::exit_waves;
 use crate::probe;
@@ -100,6 +101,9 @@ pub struct DmSettings {
     pub unmeasured_damping: f64,
     /// Stop when an epoch's loss exceeds this multiple of the first epoch's (divergence).
     pub divergence_factor: f64,
+    /// Near field: the object's band limit after every overlap projection, as a fraction of the
+    /// detector width (see [`crate::ops::band_limit`]; 0 = off).
+    pub object_band_limit: f64,
 }
 
 impl Default for DmSettings {
@@ -115,6 +119,7 @@ impl Default for DmSettings {
             fourier_relax: 0.01,
             unmeasured_damping: 0.9,
             divergence_factor: 100.0,
+            object_band_limit: 0.5,
         }
     }
 }
@@ -162,7 +167,7 @@ impl DmSettings {
                 format!("expected a number above 1, got {}", self.divergence_factor),
             ));
         }
-        Ok(())
+        ObjectBandLimit::validate("dm object_band_limit", self.object_band_limit)
     }
 }
 
@@ -239,6 +244,7 @@ pub fn run_from(
     pass.run(&model.object, &moved, &mut psi, &mut psi_full, None);
     let mut log = EpochLog::new(&model, settings.divergence_factor);
     let mut stopped_early = None;
+    let mut band_limit = ObjectBandLimit::new(settings.object_band_limit, &model);
 
     for epoch in 1..=settings.epochs {
         if control.should_stop() {
@@ -252,6 +258,9 @@ pub fn run_from(
                 overlap.moved_probes(probe, &mut moved);
             }
             overlap.update_object(&mut model.object, &psi, &moved, settings.regularisation);
+            if let Some(limit) = band_limit.as_mut() {
+                limit.apply(&mut model);
+            }
             if probe_active {
                 overlap.update_probe(
                     model.probe.as_slice_mut().expect("contiguous probe"),

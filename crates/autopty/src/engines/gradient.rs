@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::geometry::Regime;
 use crate::model::{Gradients, Model, ModelSettings};
 use crate::objective::Objective;
-use crate::ops::band_limit::BandLimit;
+use crate::ops::band_limit::ObjectBandLimit;
 use crate::ops::loss::LossKind;
 use crate::ops::{regularise, scan_affine, smooth};
 use crate::optim::{Optimizer, OptimizerKind};
@@ -189,15 +189,7 @@ impl GradientSettings {
                 format!("expected a finite number >= 0, got {}", self.adam_floor),
             ));
         }
-        if !(self.object_band_limit.is_finite() && self.object_band_limit >= 0.0) {
-            return Err(Error::invalid(
-                "object_band_limit",
-                format!(
-                    "expected a finite fraction of the detector width >= 0, got {}",
-                    self.object_band_limit
-                ),
-            ));
-        }
+        ObjectBandLimit::validate("object_band_limit", self.object_band_limit)?;
         self.registration.validate()?;
         self.distance_search.validate()?;
         self.alignment.validate()?;
@@ -432,9 +424,7 @@ pub fn run_from_resumable(
     let norm = objective.total_measured();
     let reference_corrections = model.corrections.clone();
     let nominal = model.nominal_positions();
-    let band_limited =
-        settings.object_band_limit > 0.0 && model.geometry().regime == Regime::NearField;
-    let mut band_limit = band_limited.then(|| BandLimit::new(model.object.nrows(), width));
+    let mut band_limit = ObjectBandLimit::new(settings.object_band_limit, &model);
     // Where the loop starts: (epoch, positions done in it, order shuffled, their loss, seconds).
     let mut resume_at = (1, 0, false, 0.0, 0.0);
     if let Some(state) = checkpointing.as_mut().and_then(|c| c.take_resumed_joint()) {
@@ -617,16 +607,11 @@ pub fn run_from_resumable(
         if settings.fix_scan_affine && settings.positions.active(epoch) {
             scan_affine::keep_affine_part(&mut model.corrections, &reference_corrections, &nominal);
         }
-        if let Some(filter) = band_limit
+        if let Some(limit) = band_limit
             .as_mut()
             .filter(|_| settings.object.active(epoch))
         {
-            filter.set_cutoff(BandLimit::cutoff_for(
-                settings.object_band_limit,
-                n,
-                model.geometry().pixel_fresnel_number(),
-            ));
-            filter.apply(&mut model.object);
+            limit.apply(&mut model);
         }
         if settings.object_modulus_weight > 0.0 {
             // The penalty's gradient outside this epoch's windows was never stepped.

@@ -33,6 +33,7 @@ use crate::engines::exit_wave::{max_mode_power, modulus_correction, Patterns, Pr
 use crate::engines::{Control, Outcome};
 use crate::error::{Error, Result};
 use crate::model::{Model, ModelSettings, Subpixel};
+use crate::ops::band_limit::ObjectBandLimit;
 use crate::ops::modes::exit_waves;
 use crate::probe;
 use crate::propagate::Propagator;
@@ -117,6 +118,9 @@ pub struct PieSettings {
     pub positions: PiePositions,
     /// Stop when an epoch's loss exceeds this multiple of the first epoch's (divergence).
     pub divergence_factor: f64,
+    /// Near field: the object's band limit after every epoch, as a fraction of the detector
+    /// width (see [`crate::ops::band_limit`]; 0 = off).
+    pub object_band_limit: f64,
 }
 
 impl Default for PieSettings {
@@ -136,6 +140,7 @@ impl Default for PieSettings {
             orthogonalise_every: 5,
             positions: PiePositions::default(),
             divergence_factor: 100.0,
+            object_band_limit: 0.5,
         }
     }
 }
@@ -177,7 +182,7 @@ impl PieSettings {
                 format!("expected a number above 1, got {}", self.divergence_factor),
             ));
         }
-        Ok(())
+        ObjectBandLimit::validate("pie object_band_limit", self.object_band_limit)
     }
 
     fn steps(&self, variant: PieVariant) -> PieSteps {
@@ -257,6 +262,7 @@ pub fn run_from(
     let mut order: Vec<usize> = (0..model.len()).collect();
     let mut log = EpochLog::new(&model, settings.divergence_factor);
     let mut stopped_early = None;
+    let mut band_limit = ObjectBandLimit::new(settings.object_band_limit, &model);
 
     'epochs: for epoch in 1..=settings.epochs {
         order.shuffle(&mut rng);
@@ -340,6 +346,9 @@ pub fn run_from(
                 model.probe.as_slice_mut().expect("contiguous probe"),
                 &mut fft_work,
             );
+        }
+        if let Some(limit) = band_limit.as_mut() {
+            limit.apply(&mut model);
         }
         if probe_active
             && modes > 1

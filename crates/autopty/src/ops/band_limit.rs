@@ -18,6 +18,9 @@
 //! to the whole H x W object in Fourier space (periodic; the object's margin is flat, so there is
 //! no seam to spread).
 
+use crate::error::{Error, Result};
+use crate::geometry::Regime;
+use crate::model::Model;
 use ndarray::Array2;
 use num_complex::Complex32;
 use rayon::prelude::*;
@@ -129,6 +132,45 @@ impl BandLimit {
             );
         transpose::transpose(&self.transposed, data, h, w);
         rows_pass(data, w, &self.inverse_rows);
+    }
+}
+
+/// The object's band limit as the engines apply it: the cutoff follows the model's current
+/// distance; near field only (in the far field the detector's aperture is the band limit).
+pub struct ObjectBandLimit {
+    fraction: f64,
+    filter: BandLimit,
+}
+
+impl ObjectBandLimit {
+    /// The band limit at fraction `b` of the detector width for `model`; `None` when `b` is 0 or
+    /// the geometry is far field.
+    pub fn new(fraction: f64, model: &Model) -> Option<Self> {
+        let (h, w) = model.object.dim();
+        (fraction > 0.0 && model.geometry().regime == Regime::NearField).then(|| ObjectBandLimit {
+            fraction,
+            filter: BandLimit::new(h, w),
+        })
+    }
+
+    /// Checks a band-limit fraction given as setting `field`.
+    pub fn validate(field: &str, fraction: f64) -> Result<()> {
+        if fraction.is_finite() && fraction >= 0.0 {
+            Ok(())
+        } else {
+            Err(Error::invalid(
+                field,
+                format!("expected a finite fraction of the detector width >= 0, got {fraction}"),
+            ))
+        }
+    }
+
+    /// Low-passes the model's object at the cutoff of its current distance.
+    pub fn apply(&mut self, model: &mut Model) {
+        let fresnel = model.geometry().pixel_fresnel_number();
+        let cutoff = BandLimit::cutoff_for(self.fraction, model.frame(), fresnel);
+        self.filter.set_cutoff(cutoff);
+        self.filter.apply(&mut model.object);
     }
 }
 
