@@ -482,6 +482,7 @@ mod tests {
                     nrmse: 0.12,
                     position_error_median: Some(0.2),
                     position_error_p90: None,
+                    position_error_affine_median: None,
                     distance_error_rel: Some(0.003),
                     shift: (0.0, 0.0),
                 }),

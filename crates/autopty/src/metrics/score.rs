@@ -57,6 +57,14 @@ pub struct Score {
     pub position_error_median: Option<f64>,
     /// 90th percentile of the position error lengths (truth px).
     pub position_error_p90: Option<f64>,
+    /// Median position error (truth px) after removing the scan's best-fitting affine map
+    /// (offset, scale, rotation, shear) instead of the mean only: the part of the errors that is
+    /// local to each position. In the near field the scan's scale trades exactly against the
+    /// distance and the probe's curvature (Fresnel scaling), so the data pin the affine part
+    /// only weakly; this separates the two. `None` when the number of positions differs or is
+    /// below 4.
+    #[serde(default)]
+    pub position_error_affine_median: Option<f64>,
     /// `|d_rec - d_true| / d_true` of the refined distance; `None` when the geometries refine
     /// different quantities.
     pub distance_error_rel: Option<f64>,
@@ -150,22 +158,25 @@ pub fn score(rec: &Reconstruction, truth: &Truth) -> Result<Score> {
         f64::INFINITY
     };
 
-    let (position_error_median, position_error_p90) =
-        if rec_positions.nrows() == truth.positions.nrows() {
-            let mut lengths: Vec<f64> = rec_positions
-                .rows()
-                .into_iter()
-                .zip(truth.positions.rows())
-                .map(|(p, q)| (p[0] + offset.0 - q[0]).hypot(p[1] + offset.1 - q[1]))
-                .collect();
-            lengths.sort_by(f64::total_cmp);
-            (
-                Some(percentile(&lengths, 0.5)),
-                Some(percentile(&lengths, 0.9)),
-            )
-        } else {
-            (None, None)
-        };
+    let same_positions = rec_positions.nrows() == truth.positions.nrows();
+    let position_error_affine_median = same_positions
+        .then(|| affine_residual_median(&rec_positions, &truth.positions))
+        .flatten();
+    let (position_error_median, position_error_p90) = if same_positions {
+        let mut lengths: Vec<f64> = rec_positions
+            .rows()
+            .into_iter()
+            .zip(truth.positions.rows())
+            .map(|(p, q)| (p[0] + offset.0 - q[0]).hypot(p[1] + offset.1 - q[1]))
+            .collect();
+        lengths.sort_by(f64::total_cmp);
+        (
+            Some(percentile(&lengths, 0.5)),
+            Some(percentile(&lengths, 0.9)),
+        )
+    } else {
+        (None, None)
+    };
 
     Ok(Score {
         ssim_magnitude,
@@ -173,6 +184,7 @@ pub fn score(rec: &Reconstruction, truth: &Truth) -> Result<Score> {
         nrmse,
         position_error_median,
         position_error_p90,
+        position_error_affine_median,
         distance_error_rel: distance_error(rec, truth),
         shift: (s.0 + whole.0 - offset.0, s.1 + whole.1 - offset.1),
     })
@@ -189,6 +201,87 @@ fn distance_error(rec: &Reconstruction, truth: &Truth) -> Option<f64> {
 }
 
 /// Percentile `q` in [0, 1] of sorted values, interpolating linearly between order statistics.
+/// Median distance (px) between `truth` and the affine map of `rec` (J x 2 each) that fits it
+/// best by least squares; the fit is repeated once without the positions more than 3 times the
+/// median (and 1 px) away, so that a few misplaced positions do not tilt it. `None` for fewer
+/// than 4 positions or a degenerate scan (all on one line).
+fn affine_residual_median(rec: &Array2<f64>, truth: &Array2<f64>) -> Option<f64> {
+    let j = rec.nrows();
+    if j < 4 {
+        return None;
+    }
+    let residuals = |keep: &[bool]| -> Option<Vec<f64>> {
+        // Normal equations of [row, col, 1] -> truth row and truth col.
+        let mut ata = [[0.0f64; 3]; 3];
+        let mut atb = [[0.0f64; 2]; 3];
+        for k in (0..j).filter(|&k| keep[k]) {
+            let a = [rec[[k, 0]], rec[[k, 1]], 1.0];
+            for r in 0..3 {
+                for c in 0..3 {
+                    ata[r][c] += a[r] * a[c];
+                }
+                atb[r][0] += a[r] * truth[[k, 0]];
+                atb[r][1] += a[r] * truth[[k, 1]];
+            }
+        }
+        let coef = solve3(ata, atb)?;
+        Some(
+            (0..j)
+                .map(|k| {
+                    let a = [rec[[k, 0]], rec[[k, 1]], 1.0];
+                    let fit = |c: usize| (0..3).map(|r| a[r] * coef[r][c]).sum::<f64>();
+                    (fit(0) - truth[[k, 0]]).hypot(fit(1) - truth[[k, 1]])
+                })
+                .collect(),
+        )
+    };
+    let median = |v: &[f64]| {
+        let mut sorted = v.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        percentile(&sorted, 0.5)
+    };
+    let first = residuals(&vec![true; j])?;
+    let bound = (3.0 * median(&first)).max(1.0);
+    let keep: Vec<bool> = first.iter().map(|&r| r <= bound).collect();
+    let second = if keep.iter().filter(|&&k| k).count() >= 4 {
+        residuals(&keep).unwrap_or(first)
+    } else {
+        first
+    };
+    Some(median(&second))
+}
+
+/// Solves the 3 x 3 system `a x = b` (two right-hand sides) by Gaussian elimination with
+/// partial pivoting; `None` when `a` is singular.
+fn solve3(mut a: [[f64; 3]; 3], mut b: [[f64; 2]; 3]) -> Option<[[f64; 2]; 3]> {
+    let scale = a.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs()));
+    for col in 0..3 {
+        let pivot = (col..3).max_by(|&x, &y| a[x][col].abs().total_cmp(&a[y][col].abs()))?;
+        if a[pivot][col].abs() <= 1e-12 * scale {
+            return None;
+        }
+        a.swap(col, pivot);
+        b.swap(col, pivot);
+        for row in col + 1..3 {
+            let f = a[row][col] / a[col][col];
+            for c in col..3 {
+                a[row][c] -= f * a[col][c];
+            }
+            for c in 0..2 {
+                b[row][c] -= f * b[col][c];
+            }
+        }
+    }
+    let mut x = [[0.0; 2]; 3];
+    for row in (0..3).rev() {
+        for c in 0..2 {
+            let rest: f64 = (row + 1..3).map(|k| a[row][k] * x[k][c]).sum();
+            x[row][c] = (b[row][c] - rest) / a[row][row];
+        }
+    }
+    Some(x)
+}
+
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     let rank = q * (sorted.len() - 1) as f64;
     let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
@@ -305,6 +398,11 @@ pub fn format_table(score: &Score) -> String {
     row(
         "p90 position error (px)",
         opt(score.position_error_p90, &|v| format!("{v:.3}")),
+        None,
+    );
+    row(
+        "median error, affine removed (px)",
+        opt(score.position_error_affine_median, &|v| format!("{v:.3}")),
         None,
     );
     row(

@@ -149,7 +149,38 @@ fn position_errors_give_the_right_median_and_percentile() {
     let s = score(&fewer, &t).unwrap();
     assert_eq!(s.position_error_median, None);
     assert_eq!(s.position_error_p90, None);
+    assert_eq!(s.position_error_affine_median, None);
     assert!(s.ssim_magnitude > 0.9, "{s:?}");
+}
+
+#[test]
+fn the_affine_part_of_the_position_errors_is_separated() {
+    let t = truth();
+    // A 1 % scale, a 0.4 % shear and a misplaced position on top of the paired local errors.
+    let centre = (
+        t.positions.column(0).mean().unwrap(),
+        t.positions.column(1).mean().unwrap(),
+    );
+    let mut errors = paired_errors();
+    for (k, p) in t.positions.outer_iter().enumerate() {
+        let (y, x) = (p[0] - centre.0, p[1] - centre.1);
+        errors[[k, 0]] += 0.01 * y + 0.004 * x;
+        errors[[k, 1]] += 0.004 * y + 0.01 * x;
+    }
+    errors[[7, 0]] += 9.0;
+    let rec = reconstruction(&t, (3.0, -12.7), (0.0, 0.0), &errors);
+    let s = score(&rec, &t).unwrap();
+    // Local errors alone: median 0.6 px; with the affine part and the outlier it is larger.
+    let affine = s.position_error_affine_median.unwrap();
+    assert!((affine - 0.6).abs() < 0.1, "{s:?}");
+    assert!(s.position_error_median.unwrap() > affine + 0.1, "{s:?}");
+    // Without the affine part the two agree up to the outlier's pull on the fit.
+    let rec = reconstruction(&t, (3.0, -12.7), (0.0, 0.0), &paired_errors());
+    let s = score(&rec, &t).unwrap();
+    assert!(
+        (s.position_error_affine_median.unwrap() - 0.6).abs() < 0.1,
+        "{s:?}"
+    );
 }
 
 #[test]
@@ -245,6 +276,7 @@ fn the_table_and_json_carry_every_metric() {
         nrmse: 0.1234,
         position_error_median: Some(0.7),
         position_error_p90: Some(1.25),
+        position_error_affine_median: Some(0.125),
         distance_error_rel: Some(0.004),
         shift: (0.12, -0.3),
     };
@@ -255,6 +287,7 @@ fn the_table_and_json_carry_every_metric() {
         "0.1234",
         "0.700",
         "1.250",
+        "0.125",
         "0.400 %",
         "(+0.12, -0.30)",
     ] {

@@ -339,6 +339,7 @@ mod tests {
             nrmse: 0.1,
             position_error_median: Some(0.3),
             position_error_p90: Some(0.6),
+            position_error_affine_median: Some(0.1),
             distance_error_rel: Some(0.002),
             shift: (0.0, 0.0),
         };
