@@ -262,13 +262,14 @@ fn solve3(mut a: [[f64; 3]; 3], mut b: [[f64; 2]; 3]) -> Option<[[f64; 2]; 3]> {
         }
         a.swap(col, pivot);
         b.swap(col, pivot);
+        let (pivot_a, pivot_b) = (a[col], b[col]);
         for row in col + 1..3 {
-            let f = a[row][col] / a[col][col];
-            for c in col..3 {
-                a[row][c] -= f * a[col][c];
+            let f = a[row][col] / pivot_a[col];
+            for (v, p) in a[row].iter_mut().zip(&pivot_a).skip(col) {
+                *v -= f * p;
             }
-            for c in 0..2 {
-                b[row][c] -= f * b[col][c];
+            for (v, p) in b[row].iter_mut().zip(&pivot_b) {
+                *v -= f * p;
             }
         }
     }
