@@ -43,8 +43,11 @@ fn recovers_distance_and_positions_from_corrupted_metadata() {
     let off = reconstruct(&data, &truth, false);
     // Measured (registration from the holograms, 6 alignment rounds; only 76 % of the
     // neighbour pairs agree at this small frame size, so the scan's affine part is refined
-    // freely): distance error 0.93 %, median / p90 position error 0.59 / 1.13 px, magnitude /
-    // phase SSIM 0.57 / 0.81; with the stored metadata 30 % and 6.2 px, SSIM below 0.03.
+    // freely; the object band-limited at 0.32 cycles/px): distance error 0.99 %, median / p90
+    // position error 0.55 / 0.99 px, 0.047 px with the scan's affine part removed, magnitude /
+    // phase SSIM 0.75 / 0.88 (0.57 / 0.81 before the band limit); with the stored metadata 30 %
+    // and 6.2 px, SSIM below 0.1. What is left of the position errors is the scan's affine part,
+    // which the data hardly pin (see the README, "How a wrong setup is refined").
     let dz = on.distance_error_rel.unwrap().abs();
     assert!(dz < 0.015, "distance error {dz}");
     assert!(
@@ -52,9 +55,14 @@ fn recovers_distance_and_positions_from_corrupted_metadata() {
         "median position error {:?}",
         on.position_error_median
     );
-    assert!(on.ssim_phase > 0.75, "phase SSIM {}", on.ssim_phase);
     assert!(
-        on.ssim_magnitude > 0.5,
+        on.position_error_affine_median.unwrap() < 0.2,
+        "median position error without the affine part {:?}",
+        on.position_error_affine_median
+    );
+    assert!(on.ssim_phase > 0.8, "phase SSIM {}", on.ssim_phase);
+    assert!(
+        on.ssim_magnitude > 0.65,
         "magnitude SSIM {}",
         on.ssim_magnitude
     );
