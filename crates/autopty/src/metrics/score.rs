@@ -23,6 +23,7 @@ use super::register::{fourier_shift, register};
 use super::ssim::{ssim, SSIM_RADIUS};
 use crate::dataset::Truth;
 use crate::error::{Error, Result};
+use crate::ops::scan_affine;
 use crate::reconstruction::Reconstruction;
 use ndarray::{Array2, Zip};
 use num_complex::{Complex32, Complex64};
@@ -200,89 +201,40 @@ fn distance_error(rec: &Reconstruction, truth: &Truth) -> Option<f64> {
         .then(|| (d_rec - d_true).abs() / d_true)
 }
 
-/// Percentile `q` in [0, 1] of sorted values, interpolating linearly between order statistics.
 /// Median distance (px) between `truth` and the affine map of `rec` (J x 2 each) that fits it
-/// best by least squares; the fit is repeated once without the positions more than 3 times the
-/// median (and 1 px) away, so that a few misplaced positions do not tilt it. `None` for fewer
-/// than 4 positions or a degenerate scan (all on one line).
+/// best by least squares ([`scan_affine::affine_residual`]); the fit is repeated once without
+/// the positions more than 3 times the median (and 1 px) away, so that a few misplaced positions
+/// do not tilt it. `None` for fewer than 4 positions.
 fn affine_residual_median(rec: &Array2<f64>, truth: &Array2<f64>) -> Option<f64> {
     let j = rec.nrows();
     if j < 4 {
         return None;
     }
-    let residuals = |keep: &[bool]| -> Option<Vec<f64>> {
-        // Normal equations of [row, col, 1] -> truth row and truth col.
-        let mut ata = [[0.0f64; 3]; 3];
-        let mut atb = [[0.0f64; 2]; 3];
-        for k in (0..j).filter(|&k| keep[k]) {
-            let a = [rec[[k, 0]], rec[[k, 1]], 1.0];
-            for r in 0..3 {
-                for c in 0..3 {
-                    ata[r][c] += a[r] * a[c];
-                }
-                atb[r][0] += a[r] * truth[[k, 0]];
-                atb[r][1] += a[r] * truth[[k, 1]];
-            }
-        }
-        let coef = solve3(ata, atb)?;
-        Some(
-            (0..j)
-                .map(|k| {
-                    let a = [rec[[k, 0]], rec[[k, 1]], 1.0];
-                    let fit = |c: usize| (0..3).map(|r| a[r] * coef[r][c]).sum::<f64>();
-                    (fit(0) - truth[[k, 0]]).hypot(fit(1) - truth[[k, 1]])
-                })
-                .collect(),
-        )
+    let lengths = |keep: Option<&[bool]>| -> Vec<f64> {
+        let residual = scan_affine::affine_residual(rec, truth, keep);
+        residual
+            .rows()
+            .into_iter()
+            .map(|r| r[0].hypot(r[1]))
+            .collect()
     };
     let median = |v: &[f64]| {
         let mut sorted = v.to_vec();
         sorted.sort_by(f64::total_cmp);
         percentile(&sorted, 0.5)
     };
-    let first = residuals(&vec![true; j])?;
+    let first = lengths(None);
     let bound = (3.0 * median(&first)).max(1.0);
     let keep: Vec<bool> = first.iter().map(|&r| r <= bound).collect();
     let second = if keep.iter().filter(|&&k| k).count() >= 4 {
-        residuals(&keep).unwrap_or(first)
+        lengths(Some(&keep))
     } else {
         first
     };
     Some(median(&second))
 }
 
-/// Solves the 3 x 3 system `a x = b` (two right-hand sides) by Gaussian elimination with
-/// partial pivoting; `None` when `a` is singular.
-fn solve3(mut a: [[f64; 3]; 3], mut b: [[f64; 2]; 3]) -> Option<[[f64; 2]; 3]> {
-    let scale = a.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs()));
-    for col in 0..3 {
-        let pivot = (col..3).max_by(|&x, &y| a[x][col].abs().total_cmp(&a[y][col].abs()))?;
-        if a[pivot][col].abs() <= 1e-12 * scale {
-            return None;
-        }
-        a.swap(col, pivot);
-        b.swap(col, pivot);
-        let (pivot_a, pivot_b) = (a[col], b[col]);
-        for row in col + 1..3 {
-            let f = a[row][col] / pivot_a[col];
-            for (v, p) in a[row].iter_mut().zip(&pivot_a).skip(col) {
-                *v -= f * p;
-            }
-            for (v, p) in b[row].iter_mut().zip(&pivot_b) {
-                *v -= f * p;
-            }
-        }
-    }
-    let mut x = [[0.0; 2]; 3];
-    for row in (0..3).rev() {
-        for c in 0..2 {
-            let rest: f64 = (row + 1..3).map(|k| a[row][k] * x[k][c]).sum();
-            x[row][c] = (b[row][c] - rest) / a[row][row];
-        }
-    }
-    Some(x)
-}
-
+/// Percentile `q` in [0, 1] of sorted values, interpolating linearly between order statistics.
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     let rank = q * (sorted.len() - 1) as f64;
     let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);

@@ -22,24 +22,38 @@ pub fn keep_affine_part(
     reference: &Array2<f64>,
     nominal: &Array2<f64>,
 ) {
-    let count = corrections.nrows();
-    if count == 0 {
-        return;
+    let change = &*corrections - reference;
+    *corrections = reference + &affine_residual(nominal, &change, None);
+}
+
+/// `values - A(points)` (J x 2 each), with `A` the affine map (offset and 2 x 2 matrix) of
+/// `points` that fits `values` best by least squares over the rows where `keep` is true (all
+/// rows when `None`). Where the kept points have no extent along a direction (a line scan, a
+/// single point), a small ridge leaves that linear term at zero, so only the mean (and the fit
+/// along the line) is removed.
+pub fn affine_residual(
+    points: &Array2<f64>,
+    values: &Array2<f64>,
+    keep: Option<&[bool]>,
+) -> Array2<f64> {
+    let count = points.nrows();
+    let kept = |j: usize| keep.is_none_or(|k| k[j]);
+    let used = (0..count).filter(|&j| kept(j)).count();
+    let mut residual = values.clone();
+    if used == 0 {
+        return residual;
     }
     // Centred coordinates keep the normal equations well conditioned.
-    let centre = [
-        nominal.column(0).sum() / count as f64,
-        nominal.column(1).sum() / count as f64,
-    ];
-    let basis = |j: usize| {
-        [
-            1.0,
-            nominal[[j, 0]] - centre[0],
-            nominal[[j, 1]] - centre[1],
-        ]
-    };
+    let centre = [0, 1].map(|axis| {
+        (0..count)
+            .filter(|&j| kept(j))
+            .map(|j| points[[j, axis]])
+            .sum::<f64>()
+            / used as f64
+    });
+    let basis = |j: usize| [1.0, points[[j, 0]] - centre[0], points[[j, 1]] - centre[1]];
     let mut gram = [[0.0f64; 3]; 3];
-    for j in 0..count {
+    for j in (0..count).filter(|&j| kept(j)) {
         let b = basis(j);
         for (r, row) in gram.iter_mut().enumerate() {
             for (c, g) in row.iter_mut().enumerate() {
@@ -47,24 +61,24 @@ pub fn keep_affine_part(
             }
         }
     }
-    // A small ridge on the linear terms leaves them at zero where the scan has no extent.
+    // A small ridge on the linear terms leaves them at zero where the points have no extent.
     let ridge = 1e-9 * (gram[1][1] + gram[2][2]).max(1.0);
     gram[1][1] += ridge;
     gram[2][2] += ridge;
     for axis in 0..2 {
         let mut rhs = [0.0f64; 3];
-        for j in 0..count {
-            let change = corrections[[j, axis]] - reference[[j, axis]];
+        for j in (0..count).filter(|&j| kept(j)) {
             for (r, b) in basis(j).iter().enumerate() {
-                rhs[r] += b * change;
+                rhs[r] += b * values[[j, axis]];
             }
         }
         let coef = solve3(gram, rhs);
         for j in 0..count {
             let b = basis(j);
-            corrections[[j, axis]] -= coef[0] * b[0] + coef[1] * b[1] + coef[2] * b[2];
+            residual[[j, axis]] -= coef[0] * b[0] + coef[1] * b[1] + coef[2] * b[2];
         }
     }
+    residual
 }
 
 /// Solves the symmetric positive definite 3 x 3 system `a x = b` by Gaussian elimination.
