@@ -40,47 +40,18 @@ use autopty::fft::Fft2;
 use autopty::model::{Model, ModelSettings};
 use autopty::objective::Objective;
 use autopty::propagate::Propagator;
-use autopty::EpochStats;
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use num_complex::Complex32;
 use rayon::prelude::*;
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod common;
+
+use common::{gradient_settings, steady_epochs};
 
 const SAMPLES: usize = 10;
 const MEASUREMENT: Duration = Duration::from_secs(12);
-
-/// Default engine settings with every parameter group refined from epoch 1.
-fn gradient_settings(epochs: usize) -> GradientSettings {
-    let mut s = GradientSettings {
-        epochs,
-        ..GradientSettings::default()
-    };
-    for group in [
-        &mut s.object,
-        &mut s.probe,
-        &mut s.positions,
-        &mut s.distance,
-    ] {
-        group.enabled = true;
-        group.start_epoch = 1;
-    }
-    s
-}
-
-/// Time of the epochs after the first of a run of `1 + iters` epochs; `run` gets the epoch
-/// count and the callback to report each epoch to.
-fn steady_epochs(iters: u64, run: impl FnOnce(usize, &mut dyn FnMut(&EpochStats))) -> Duration {
-    let mut first_end = None;
-    let mut last_end = Instant::now();
-    run(1 + iters as usize, &mut |stats: &EpochStats| {
-        last_end = Instant::now();
-        if stats.epoch == 1 {
-            first_end = Some(last_end);
-        }
-    });
-    last_end - first_end.expect("the first epoch ran")
-}
 
 /// Runs `f` on a rayon pool of `threads` threads.
 fn on_threads<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
@@ -231,7 +202,7 @@ fn bench_gradient(c: &mut Criterion) {
     let (data, model, propagator, model_settings) = paper();
     let batch = GradientSettings::default().batch;
     let run = |iters: u64| {
-        steady_epochs(iters, |epochs, report| {
+        steady_epochs(iters as usize, |epochs, report| {
             let settings = gradient_settings(epochs);
             let objective = Objective::new(
                 &data,
@@ -248,6 +219,7 @@ fn bench_gradient(c: &mut Criterion) {
             gradient::run_from(&data, model.clone(), objective, &settings, control)
                 .expect("gradient epochs");
         })
+        .expect("every epoch ran")
     };
     let mut group = c.benchmark_group("gradient");
     group
@@ -276,7 +248,7 @@ fn bench_gradient(c: &mut Criterion) {
 fn bench_epie(c: &mut Criterion) {
     let (data, model, propagator, model_settings) = paper();
     let run = |iters: u64| {
-        steady_epochs(iters, |epochs, report| {
+        steady_epochs(iters as usize, |epochs, report| {
             let settings = PieSettings {
                 epochs,
                 ..PieSettings::default()
@@ -296,6 +268,7 @@ fn bench_epie(c: &mut Criterion) {
             )
             .expect("ePIE epochs");
         })
+        .expect("every epoch ran")
     };
     let mut group = c.benchmark_group("epie");
     group

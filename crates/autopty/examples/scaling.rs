@@ -30,13 +30,16 @@
 //! of a window zero-padded to P x P), which dominate the N x N transforms of the sub-pixel
 //! moves.
 
-use autopty::engines::gradient::{run_from, GradientSettings};
+use autopty::engines::gradient::run_from;
 use autopty::engines::Control;
 use autopty::model::{Model, ModelSettings};
 use autopty::objective::Objective;
 use autopty::propagate::Propagator;
 use autopty::sim::SimConfig;
-use autopty::EpochStats;
+#[path = "../benches/common/mod.rs"]
+mod common;
+
+use common::{gradient_settings, steady_epochs};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
@@ -218,24 +221,6 @@ fn reset_peak() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
-/// Default engine settings for `epochs` epochs with every group refined from epoch 1.
-fn gradient_settings(epochs: usize) -> GradientSettings {
-    let mut s = GradientSettings {
-        epochs,
-        ..GradientSettings::default()
-    };
-    for group in [
-        &mut s.object,
-        &mut s.probe,
-        &mut s.positions,
-        &mut s.distance,
-    ] {
-        group.enabled = true;
-        group.start_epoch = 1;
-    }
-    s
-}
-
 /// Child process: simulates, reconstructs `1 + k` epochs and measures (see the module docs).
 fn measure(c: Config, k: usize) -> Result<Measured, String> {
     let started = Instant::now();
@@ -266,32 +251,21 @@ fn measure(c: Config, k: usize) -> Result<Measured, String> {
         model_settings.modes,
         settings.batch,
     );
-    let mut first_end = None;
-    let mut last_end = Instant::now();
-    let mut epochs_run = 0;
-    let control = Control {
-        on_epoch: &mut |stats: &EpochStats| {
-            last_end = Instant::now();
-            epochs_run = stats.epoch;
-            if stats.epoch == 1 {
-                first_end = Some(last_end);
-            }
-        },
-        stop: None,
-    };
-    run_from(&data, model, objective, &settings, control).map_err(|e| e.to_string())?;
-    if epochs_run != 1 + k {
-        return Err(format!(
-            "the engine stopped after {epochs_run} of {} epochs",
-            1 + k
-        ));
-    }
-    let first_end = first_end.ok_or("the first epoch did not report")?;
+    let mut outcome = Ok(());
+    let elapsed = steady_epochs(k, |_, on_epoch| {
+        let control = Control {
+            on_epoch,
+            stop: None,
+        };
+        outcome = run_from(&data, model, objective, &settings, control).map(drop);
+    });
+    outcome.map_err(|e| e.to_string())?;
+    let elapsed = elapsed?;
     let peak = status_bytes("VmHWM:").ok_or("no VmHWM in /proc/self/status")?;
     Ok(Measured {
         padded,
         epochs: k,
-        seconds_per_epoch: (last_end - first_end).as_secs_f64() / k as f64,
+        seconds_per_epoch: elapsed.as_secs_f64() / k as f64,
         peak,
         peak_with_simulation: peak.max(peak_simulation),
         object_bytes,
