@@ -280,11 +280,14 @@ fn transpose_tiles(
     for r0 in (0..rows).step_by(TILE) {
         let r1 = (r0 + TILE).min(rows);
         for c0 in (0..cols).step_by(TILE) {
-            let c1 = (c0 + TILE).min(cols);
-            for c in c0..c1 {
-                let out = &mut dst[c * dst_stride + r0..c * dst_stride + r1];
-                for (o, r) in out.iter_mut().zip(r0..r1) {
-                    *o = src[r * src_stride + c];
+            let width = (c0 + TILE).min(cols) - c0;
+            // Contiguous reads along each source row of the tile, strided writes inside the
+            // destination tile (both tiles stay in L1).
+            for r in r0..r1 {
+                let row = &src[r * src_stride + c0..][..width];
+                let out = &mut dst[c0 * dst_stride + r..];
+                for (k, &v) in row.iter().enumerate() {
+                    out[k * dst_stride] = v;
                 }
             }
         }

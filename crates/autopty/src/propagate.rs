@@ -13,7 +13,7 @@
 //! The highest spatial frequency the grid holds, `1/(2 dx)`, travels at `sin(theta) = lambda/(2 dx)`
 //! and walks `s = lambda z / (2 dx^2)` pixels sideways over the distance z. The exit wave is
 //! zero-padded by `min(ceil(s), N)` pixels on each side, and the total rounded up to the next
-//! even size whose only prime factors are 2, 3 and 5 (fast FFTs). The detector records the central
+//! even size whose only prime factors are 2 and 3 (see [`next_fft_size`]). The detector records the central
 //! N x N window. The padded size is fixed when the propagator is built (from the starting
 //! distance); later distance changes only rebuild `H`.
 //!
@@ -31,20 +31,44 @@ use crate::fft::{fill_phase_ramp, freq_index, task_values, transpose_block, Fft2
 use num_complex::Complex32;
 use rayon::prelude::*;
 
+/// x frequencies per group of the fused middle stage ([`NearField::middle`]): eight complex
+/// f32 values fill one 64-byte cache line of each strip row the gather reads.
+const GROUP: usize = 8;
+
+thread_local! {
+    /// Rows and FFT scratch of one group of the middle stage, per thread.
+    static GROUP_ROWS: std::cell::RefCell<Vec<Complex32>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Padded FFT size for near-field propagation of an N x N field (see the module docs).
 pub fn near_field_padded_size(n: usize, wavelength: f64, distance: f64, pixel: f64) -> usize {
     let spread = wavelength * distance.abs() / (2.0 * pixel * pixel);
     let pad = (spread.ceil() as usize).min(n);
-    next_fast_even(n + 2 * pad)
+    next_fft_size(n + 2 * pad)
 }
 
 /// Smallest even integer >= `m` whose prime factors are only 2, 3 and 5.
 pub fn next_fast_even(m: usize) -> usize {
+    next_even_with_factors(m, &[2, 3, 5])
+}
+
+/// Smallest even integer >= `m` whose prime factors are only 2 and 3: the transform size of
+/// the near-field propagator. rustfft's AVX kernels are fastest on these sizes. Measured on
+/// the development machine (2026-11-30), a 270-point transform (2 3^3 5) costs 1.5x a
+/// 256-point one per point and log, 288 (2^5 3^2) 1.2x; over every required size from 100 to
+/// 860, rounding up this way gave 2-D transforms 6 % above the cheapest size (at most 33 %),
+/// allowing a factor 5 gave 12 % (at most 91 %, from sizes with 5^2).
+pub fn next_fft_size(m: usize) -> usize {
+    next_even_with_factors(m, &[2, 3])
+}
+
+fn next_even_with_factors(m: usize, primes: &[usize]) -> usize {
     let mut c = m.max(2);
     loop {
         if c.is_multiple_of(2) {
             let mut r = c;
-            for p in [2, 3, 5] {
+            for &p in primes {
                 while r.is_multiple_of(p) {
                     r /= p;
                 }
@@ -96,10 +120,11 @@ fn for_each_symmetric_bin(
 /// Work buffers for one thread of a [`Propagator`].
 pub struct PropWork {
     fft: FftWork,
-    /// The padded field in transposed order (near field, P x P).
-    buf: Vec<Complex32>,
     /// The N rows of the padded field that hold the window (near field, N x P).
     strip: Vec<Complex32>,
+    /// The window's columns after the middle stage, one row per x frequency (near field,
+    /// P x N).
+    window: Vec<Complex32>,
     ramps: (Vec<Complex32>, Vec<Complex32>),
     /// Per row of the padded spectrum: the adjoint's sums for dL/dz and dL/ds.
     row_sums: Vec<[f32; 3]>,
@@ -215,15 +240,15 @@ impl Propagator {
         match self {
             Propagator::Far(f) => PropWork {
                 fft: f.fft.work(),
-                buf: Vec::new(),
                 strip: Vec::new(),
+                window: Vec::new(),
                 ramps: (Vec::new(), Vec::new()),
                 row_sums: Vec::new(),
             },
             Propagator::Near(p) => PropWork {
                 fft: p.fft.work(),
-                buf: vec![Complex32::default(); p.padded * p.padded],
                 strip: vec![Complex32::default(); p.n * p.padded],
+                window: vec![Complex32::default(); p.padded * p.n],
                 ramps: (Vec::with_capacity(p.padded), Vec::with_capacity(p.padded)),
                 row_sums: vec![[0.0; 3]; p.padded],
             },
@@ -353,8 +378,10 @@ impl NearField {
         let transfer = &mut self.transfer;
         for_each_symmetric_bin(self.padded, self.wavelength, self.pixel, |bins, d| {
             let h = d.map_or(Complex32::default(), |d| {
-                // Reduced in f64, evaluated in f32 (error ~1e-7 rad).
-                let phase = (d * distance).rem_euclid(std::f64::consts::TAU) as f32;
+                // Reduced in f64 (by `floor`: `rem_euclid` calls the slow `fmod`), evaluated
+                // in f32 (error ~1e-7 rad).
+                let turns = d * distance / std::f64::consts::TAU;
+                let phase = ((turns - turns.floor()) * std::f64::consts::TAU) as f32;
                 let (sin, cos) = phase.sin_cos();
                 Complex32::new(cos, sin)
             });
@@ -366,11 +393,6 @@ impl NearField {
 
     fn offset(&self) -> usize {
         (self.padded - self.n) / 2
-    }
-
-    /// Fewest rows of the padded grid per task of a parallel elementwise pass.
-    fn rows_per_task(&self) -> usize {
-        (task_values() / self.padded).max(1)
     }
 
     /// First half of a pruned forward transform of the zero-padded window: the N rows that
@@ -386,40 +408,98 @@ impl NearField {
         self.fft.forward_rows(strip, scratch);
     }
 
-    /// Second half: the strip transposed into columns `o..o + N` of `spectrum` (P x P, zero
-    /// elsewhere) and transformed along y (unscaled). The spectrum is left in transposed order
-    /// (row = x frequency), which saves the transpose back; `H` is symmetric, so it multiplies
-    /// in either order.
-    fn spectrum_from_rows(
+    /// The middle of a pruned near-field transform, fused per group of [`GROUP`] x frequencies
+    /// so that it runs in cache: column `kx` of `strip` (the N rows of the window, transformed
+    /// along x) is the window part (`o..o + N`) of row `kx` of the padded spectrum in
+    /// transposed order, whose other values are zero. Each such row is gathered, transformed
+    /// along y (unscaled), copied to `cache` (P values per row, when given), handed to
+    /// `f(kx, row)` (which multiplies it in place and returns sums for `sums[kx]`), transformed
+    /// back along y, and its window part written to row `kx` of `window` (P x N). This replaces
+    /// a P x P buffer, its zero fill, a transpose and two full passes over it.
+    fn middle(
         &self,
         strip: &[Complex32],
-        spectrum: &mut [Complex32],
-        scratch: &mut [Complex32],
+        window: &mut [Complex32],
+        cache: Option<&mut [Complex32]>,
+        sums: &mut [[f32; 3]],
+        f: impl Fn(usize, &mut [Complex32]) -> [f32; 3] + Sync,
     ) {
-        let (n, np, o) = (self.n, self.padded, self.offset());
-        spectrum
-            .par_chunks_exact_mut(np)
-            .with_min_len(self.rows_per_task())
-            .for_each(|row| {
-                row[..o].fill(Complex32::default());
-                row[o + n..].fill(Complex32::default());
-            });
-        transpose_block(strip, np, &mut spectrum[o..], np, n, np);
-        self.fft.forward_rows(spectrum, scratch);
+        let (n, np) = (self.n, self.padded);
+        let per_task = (task_values() / (GROUP * np)).max(1);
+        let group = |g: usize,
+                     window: &mut [Complex32],
+                     cache: Option<&mut [Complex32]>,
+                     sums: &mut [[f32; 3]]| {
+            let k0 = g * GROUP;
+            let width = window.len() / n;
+            GROUP_ROWS.with_borrow_mut(|buffer| {
+                let need = GROUP * np + self.fft.scratch_len();
+                if buffer.len() < need {
+                    buffer.resize(need, Complex32::default());
+                }
+                let (rows, scratch) = buffer.split_at_mut(GROUP * np);
+                let rows = &mut rows[..width * np];
+                self.gather(strip, k0, rows);
+                self.fft.forward_rows(rows, scratch);
+                if let Some(cache) = cache {
+                    cache.copy_from_slice(rows);
+                }
+                for ((j, row), sum) in rows.chunks_exact_mut(np).enumerate().zip(sums) {
+                    *sum = f(k0 + j, row);
+                }
+                self.fft.inverse_rows(rows, scratch);
+                let o = self.offset();
+                for (out, row) in window.chunks_exact_mut(n).zip(rows.chunks_exact(np)) {
+                    out.copy_from_slice(&row[o..o + n]);
+                }
+            })
+        };
+        let windows = window.par_chunks_mut(GROUP * n);
+        let sums = sums.par_chunks_mut(GROUP);
+        match cache {
+            Some(cache) => windows
+                .zip(cache.par_chunks_mut(GROUP * np))
+                .zip(sums)
+                .enumerate()
+                .with_min_len(per_task)
+                .for_each(|(g, ((w, c), s))| group(g, w, Some(c), s)),
+            None => windows
+                .zip(sums)
+                .enumerate()
+                .with_min_len(per_task)
+                .for_each(|(g, (w, s))| group(g, w, None, s)),
+        }
     }
 
-    /// Unscaled inverse of a transposed-order spectrum (`buf`, overwritten) onto the N x N
-    /// window: all P transforms along y, then only the N rows of the window along x.
-    fn window_from_spectrum(
+    /// Rows `k0..` of the padded transposed-order spectrum before the y transform (as many as
+    /// `rows` holds, P values each): zeros, with column `k0 + j` of `strip` at `o..o + N`.
+    /// Reads `strip` a group's width (64 bytes) at a time.
+    fn gather(&self, strip: &[Complex32], k0: usize, rows: &mut [Complex32]) {
+        let (np, o) = (self.padded, self.offset());
+        let width = rows.len() / np;
+        for row in rows.chunks_exact_mut(np) {
+            row[..o].fill(Complex32::default());
+            row[o + self.n..].fill(Complex32::default());
+        }
+        for (k, src) in strip.chunks_exact(np).enumerate() {
+            for (j, &v) in src[k0..k0 + width].iter().enumerate() {
+                rows[j * np + o + k] = v;
+            }
+        }
+    }
+
+    /// Last stage: `window` (P x N, from [`NearField::middle`]) transposed back into the N
+    /// rows of the strip, transformed back along x (unscaled), and the window cropped into
+    /// `field`.
+    fn field_from_window(
         &self,
-        buf: &mut [Complex32],
+        window: &[Complex32],
         strip: &mut [Complex32],
         field: &mut [Complex32],
         scratch: &mut [Complex32],
     ) {
         let (n, np, o) = (self.n, self.padded, self.offset());
-        self.fft.inverse_rows(buf, scratch);
-        transpose_block(&buf[o..], np, strip, np, np, n);
+        transpose_block(window, n, strip, np, np, n);
         self.fft.inverse_rows(strip, scratch);
         for (dst, row) in field.chunks_exact_mut(n).zip(strip.chunks_exact(np)) {
             dst.copy_from_slice(&row[o..o + n]);
@@ -452,8 +532,10 @@ impl NearField {
     }
 
     /// Near-field forward (see the module docs). The FFTs are pruned to the rows that are not
-    /// zero and left in transposed order in between; the two unitary scalings are folded into
-    /// the transfer multiply. The cache receives the unscaled spectrum (P times the unitary one).
+    /// zero, the middle stage runs per group of rows in transposed order (see
+    /// [`NearField::middle`]), and the two unitary scalings are folded into the transfer
+    /// multiply. The cache receives the unscaled spectrum (P times the unitary one) in
+    /// transposed order.
     fn forward(
         &self,
         field: &mut [Complex32],
@@ -464,34 +546,28 @@ impl NearField {
         let np = self.padded;
         let PropWork {
             fft,
-            buf,
             strip,
+            window,
             ramps,
-            ..
+            row_sums,
         } = work;
-        let spectrum: &mut [Complex32] = if cache.is_empty() {
-            &mut fft.transposed
-        } else {
-            cache
-        };
         self.padded_rows(field, strip, &mut fft.scratch);
-        self.spectrum_from_rows(strip, spectrum, &mut fft.scratch);
         self.fill_ramps(s, ramps);
         let scale = 1.0 / (np * np) as f32;
         let (ry, rxs) = (&ramps.0, &ramps.1);
-        // Transposed order: row r holds x frequency r (ramp `ramps.1`), column c y frequency c.
-        buf.par_chunks_exact_mut(np)
-            .zip(spectrum.par_chunks_exact(np))
-            .zip(self.transfer.par_chunks_exact(np))
-            .zip(rxs.par_iter())
-            .with_min_len(self.rows_per_task())
-            .for_each(|(((out, spec), h), rx)| {
-                let rx = rx * scale;
-                for (((o, &sv), &hv), &ry) in out.iter_mut().zip(spec).zip(h).zip(ry) {
-                    *o = sv * (hv * (rx * ry));
-                }
-            });
-        self.window_from_spectrum(buf, strip, field, &mut fft.scratch);
+        // Transposed order: row kx holds x frequency kx (ramp `ramps.1`), column ky the y
+        // frequency ky (ramp `ramps.0`).
+        let multiply = |kx: usize, row: &mut [Complex32]| {
+            let rx = rxs[kx] * scale;
+            let h = &self.transfer[kx * np..(kx + 1) * np];
+            for ((v, &hv), &ry) in row.iter_mut().zip(h).zip(ry) {
+                *v *= hv * (rx * ry);
+            }
+            [0.0; 3]
+        };
+        let cache = (!cache.is_empty()).then_some(cache);
+        self.middle(strip, window, cache, row_sums, multiply);
+        self.field_from_window(window, strip, field, &mut fft.scratch);
     }
 
     /// Adjoint of [`NearField::forward`]; with its cache, also dL/dz and dL/ds.
@@ -505,40 +581,33 @@ impl NearField {
         let np = self.padded;
         let PropWork {
             fft,
-            buf,
             strip,
+            window,
             ramps,
             row_sums,
         } = work;
         self.padded_rows(grad, strip, &mut fft.scratch);
-        self.spectrum_from_rows(strip, buf, &mut fft.scratch);
         self.fill_ramps(s, ramps);
         let scale = 1.0 / (np * np) as f32;
-        let mut extras = AdjointExtras::default();
-        let per_task = self.rows_per_task();
         let (ry, rxs) = (&ramps.0, &ramps.1);
-        let rows = buf
-            .par_chunks_exact_mut(np)
-            .zip(self.transfer.par_chunks_exact(np))
-            .zip(rxs.par_iter());
+        let mut extras = AdjointExtras::default();
         if let Some(spectrum) = cache {
             // With G = FFT(pad(g)) and Hs = H exp(2 pi i f.s), each bin adds
             // q = Re(conj(G) i Hs S) = -Im(conj(G) Hs S), times (kz - k) for dL/dz and
             // 2 pi f for dL/ds. G and S are both unscaled here (P times unitary): q / P^2.
-            // Sums run in f32 along a row, in parallel, then in f64 over the rows in order
-            // (the same result on any number of threads).
-            rows.zip(spectrum.par_chunks_exact(np))
-                .zip(self.kz_minus_k.par_chunks_exact(np))
-                .zip(row_sums.par_iter_mut())
-                .with_min_len(per_task)
-                .for_each(|(((((row, h), &x), spec), d), sums)| {
-                    let ramps = AdjointRamps {
-                        x,
-                        y: ry,
-                        fy: &self.freq32,
-                    };
-                    *sums = adjoint_row(row, h, spec, d, ramps, scale);
-                });
+            // Sums run in f32 along a row, then in f64 over the rows in order (the same
+            // result on any number of threads).
+            let row_op = |kx: usize, row: &mut [Complex32]| {
+                let at = kx * np..(kx + 1) * np;
+                let ramps = AdjointRamps {
+                    x: rxs[kx],
+                    y: ry,
+                    fy: &self.freq32,
+                };
+                let (h, d) = (&self.transfer[at.clone()], &self.kz_minus_k[at.clone()]);
+                adjoint_row(row, h, &spectrum[at], d, ramps, scale)
+            };
+            self.middle(strip, window, None, row_sums, row_op);
             let (mut dz, mut dsy, mut dsx) = (0.0f64, 0.0f64, 0.0f64);
             for ([row_z, row_q, row_y], f) in row_sums.iter().zip(&self.freq) {
                 dz += *row_z as f64;
@@ -551,14 +620,17 @@ impl NearField {
                 ds: [tau * dsy * q_scale, tau * dsx * q_scale],
             };
         } else {
-            rows.with_min_len(per_task).for_each(|((row, h), rx)| {
-                let rx = rx * scale;
-                for ((b, &hv), &ry) in row.iter_mut().zip(h).zip(ry) {
-                    *b *= (hv * (rx * ry)).conj();
+            let multiply = |kx: usize, row: &mut [Complex32]| {
+                let rx = rxs[kx] * scale;
+                let h = &self.transfer[kx * np..(kx + 1) * np];
+                for ((v, &hv), &ry) in row.iter_mut().zip(h).zip(ry) {
+                    *v *= (hv * (rx * ry)).conj();
                 }
-            });
+                [0.0; 3]
+            };
+            self.middle(strip, window, None, row_sums, multiply);
         }
-        self.window_from_spectrum(buf, strip, grad, &mut fft.scratch);
+        self.field_from_window(window, strip, grad, &mut fft.scratch);
         extras
     }
 }
@@ -734,14 +806,17 @@ mod tests {
 
     #[test]
     fn padding_rule() {
-        // spread = 1e-9 * 0.1 / (2e-12) = 50 px each side: 128 + 100 = 228 -> 240 = 2^4 3 5.
-        assert_eq!(near_field_padded_size(128, 1e-9, 0.1, 1e-6), 240);
+        // spread = 1e-9 * 0.1 / (2e-12) = 50 px each side: 128 + 100 = 228 -> 256 = 2^8.
+        assert_eq!(near_field_padded_size(128, 1e-9, 0.1, 1e-6), 256);
         // Capped at N each side: 128 + 256 = 384 = 2^7 3.
         assert_eq!(near_field_padded_size(128, 1e-9, 10.0, 1e-6), 384);
-        // 64 + 2 * 50 = 164 -> 180 = 2^2 3^2 5.
-        assert_eq!(near_field_padded_size(64, 1e-9, 0.1, 1e-6), 180);
+        // 64 + 2 * 50 = 164 -> 192 = 2^6 3 (the paper preset's 128 + 2 * 65 = 258 -> 288).
+        assert_eq!(near_field_padded_size(64, 1e-9, 0.1, 1e-6), 192);
+        assert_eq!(near_field_padded_size(128, 1e-9, 0.13, 1e-6), 288);
+        assert_eq!(next_fft_size(163), 192);
         assert_eq!(next_fast_even(7), 8);
         assert_eq!(next_fast_even(14), 16);
+        assert_eq!(next_fast_even(163), 180);
     }
 
     #[test]

@@ -20,13 +20,13 @@
 //! measured modulus; with padding it is the least-squares correction. Since the amplitude loss
 //! `L = sum (sqrt(I) - sqrt(I_meas))^2` has detector gradient `g_m = 2 (Psi_m - Psi'_m)`, the
 //! correction is `-1/2` times the loss gradient with respect to the exit wave, computed by the
-//! same code as the gradient engine's ([`loss_and_gradient`]), so every engine reports the same
-//! loss.
+//! same code as the gradient engine's ([`crate::ops::loss::loss_and_gradient`]), so every
+//! engine reports the same loss.
 
 use crate::dataset::Dataset;
 use crate::fft::FftWork;
 use crate::model::{Model, Subpixel};
-use crate::ops::loss::{loss_and_gradient, LossKind, Measured};
+use crate::ops::loss::{loss_and_scaled_gradient, LossKind, Measured};
 use crate::ops::sampler::{sample, scatter_add, Placement};
 use crate::ops::shift::{FourierShift, Ramp};
 use crate::propagate::{PropWork, Propagator};
@@ -244,26 +244,40 @@ pub fn modulus_correction(
     for f in waves.chunks_exact_mut(nn) {
         propagator.forward_moved(f, &mut [], s, work);
     }
-    let loss = loss_and_gradient(LossKind::Amplitude, waves, nn, data);
+    // chi = A^H (Psi' - Psi) = -A^H g / 2 for the amplitude loss's gradient g; A^H is linear,
+    // so the -1/2 goes into the gradient pass.
+    let loss = loss_and_scaled_gradient(LossKind::Amplitude, waves, nn, data, -0.5);
     for f in waves.chunks_exact_mut(nn) {
         propagator.adjoint_moved(f, None, s, work);
-        for v in f.iter_mut() {
-            *v *= -0.5;
-        }
     }
     loss
 }
 
 /// Largest value of `sum_m |P_m|^2` over the frame (M modes of nn values).
 pub fn max_mode_power(probe: &[Complex32], nn: usize) -> f32 {
-    (0..nn)
-        .map(|i| {
-            (i..probe.len())
+    // Eight independent running maxima, so the loop is not one chain of dependent steps.
+    const LANES: usize = 8;
+    let mut lanes = [0.0f32; LANES];
+    if probe.len() == nn {
+        let groups = probe.chunks_exact(LANES);
+        for v in groups.remainder() {
+            lanes[0] = lanes[0].max(v.norm_sqr());
+        }
+        for v8 in groups {
+            for (lane, v) in lanes.iter_mut().zip(v8) {
+                *lane = lane.max(v.norm_sqr());
+            }
+        }
+    } else {
+        for i in 0..nn {
+            let power: f32 = (i..probe.len())
                 .step_by(nn)
                 .map(|k| probe[k].norm_sqr())
-                .sum::<f32>()
-        })
-        .fold(0.0, f32::max)
+                .sum();
+            lanes[i % LANES] = lanes[i % LANES].max(power);
+        }
+    }
+    lanes.into_iter().fold(0.0, f32::max)
 }
 
 #[cfg(test)]

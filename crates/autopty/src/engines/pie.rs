@@ -393,23 +393,26 @@ fn object_change(
     }
     let alpha = alpha as f32;
     // Sweeps over whole frames (one per mode) rather than a stride per pixel, so that they
-    // vectorise.
-    out.fill(Complex32::default());
-    for (p, c) in probe.chunks_exact(nn).zip(chi.chunks_exact(nn)) {
-        for ((o, p), c) in out.iter_mut().zip(p).zip(c) {
-            *o += p.conj() * c;
+    // vectorise; ePIE's constant denominator is folded into them.
+    let scale = match variant {
+        PieVariant::Epie => alpha / max_power,
+        PieVariant::Rpie => 1.0,
+    };
+    for (m, (p, c)) in probe.chunks_exact(nn).zip(chi.chunks_exact(nn)).enumerate() {
+        if m == 0 {
+            for ((o, p), c) in out.iter_mut().zip(p).zip(c) {
+                *o = p.conj() * c * scale;
+            }
+        } else {
+            for ((o, p), c) in out.iter_mut().zip(p).zip(c) {
+                *o += p.conj() * c * scale;
+            }
         }
     }
-    match variant {
-        PieVariant::Epie => {
-            let inverse = alpha / max_power;
-            out.iter_mut().for_each(|o| *o *= inverse);
-        }
-        PieVariant::Rpie => {
-            for (i, o) in out.iter_mut().enumerate() {
-                let power: f32 = probe.iter().skip(i).step_by(nn).map(|p| p.norm_sqr()).sum();
-                *o /= (1.0 - alpha) * power + alpha * max_power;
-            }
+    if variant == PieVariant::Rpie {
+        for (i, o) in out.iter_mut().enumerate() {
+            let power: f32 = probe.iter().skip(i).step_by(nn).map(|p| p.norm_sqr()).sum();
+            *o /= (1.0 - alpha) * power + alpha * max_power;
         }
     }
     true
@@ -418,7 +421,7 @@ fn object_change(
 /// The change of every moved probe mode (into `buf.delta`) from the object patch and the
 /// corrections; false when the patch is empty (nothing to update).
 fn probe_change(buf: &mut Buffers, nn: usize, variant: PieVariant, beta: f64) -> bool {
-    let max_power = buf.patch.iter().map(|v| v.norm_sqr()).fold(0.0, f32::max);
+    let max_power = max_mode_power(&buf.patch, nn);
     if max_power <= 0.0 || beta == 0.0 {
         return false;
     }
@@ -462,28 +465,20 @@ fn position_step(
     let obj = object.as_slice().expect("contiguous object");
     let nn = n * n;
     let (mut num, mut den) = ([0.0f64; 2], [0.0f64; 2]);
-    for r in 0..n {
-        let at = |dr: isize, dc: isize, c: usize| {
-            obj[(r0 + r).wrapping_add_signed(dr) * w + (c0 + c).wrapping_add_signed(dc)]
-        };
-        let (mut ny, mut nx, mut dy2, mut dx2) = (0.0f32, 0.0f32, 0.0f32, 0.0f32);
-        for c in 0..n {
-            let gy = (at(1, 0, c) - at(-1, 0, c)) * 0.5;
-            let gx = (at(0, 1, c) - at(0, -1, c)) * 0.5;
-            let i = r * n + c;
-            for m in 0..buf.probe.len() / nn {
-                let (p, chi) = (buf.probe[m * nn + i], buf.waves[m * nn + i]);
-                let (ty, tx) = (p * gy, p * gx);
-                ny += (ty.conj() * chi).re;
-                nx += (tx.conj() * chi).re;
-                dy2 += ty.norm_sqr();
-                dx2 += tx.norm_sqr();
-            }
+    for (p, chi) in buf.probe.chunks_exact(nn).zip(buf.waves.chunks_exact(nn)) {
+        for r in 0..n {
+            let row = |dr: usize| {
+                let start = (r0 + r + dr - 1) * w + c0 - 1;
+                &obj[start..start + n + 2]
+            };
+            let rows = [row(0), row(1), row(2)];
+            let at = r * n..(r + 1) * n;
+            let [ny, nx, dy2, dx2] = position_row_sums(rows, &p[at.clone()], &chi[at]);
+            num[0] += ny as f64;
+            num[1] += nx as f64;
+            den[0] += dy2 as f64;
+            den[1] += dx2 as f64;
         }
-        num[0] += ny as f64;
-        num[1] += nx as f64;
-        den[0] += dy2 as f64;
-        den[1] += dx2 as f64;
     }
     let limit = settings.max_step;
     let axis = |k: usize| {
@@ -495,6 +490,46 @@ fn position_step(
     };
     let d = [axis(0), axis(1)];
     (d[0].is_finite() && d[1].is_finite()).then_some(d)
+}
+
+/// One row's sums for [`position_step`]: with the object gradients `g_y`, `g_x` by central
+/// differences (`rows` = the object rows above, at and below the patch row, each with one
+/// pixel more on either side) and `t = P g`, the sums of `Re(conj(t_y) chi)`,
+/// `Re(conj(t_x) chi)`, `|t_y|^2` and `|t_x|^2`, in eight independent lanes so that the loop
+/// vectorises.
+fn position_row_sums(rows: [&[Complex32]; 3], probe: &[Complex32], chi: &[Complex32]) -> [f32; 4] {
+    const LANES: usize = 8;
+    let n = probe.len();
+    let [above, here, below] = rows;
+    let (above, below, left, right) = (&above[1..=n], &below[1..=n], &here[..n], &here[2..]);
+    let mut acc = [[0.0f32; LANES]; 4];
+    let mut add = |lane: usize, p: Complex32, x: Complex32, dy: Complex32, dx: Complex32| {
+        let ty = p * dy * 0.5;
+        let tx = p * dx * 0.5;
+        acc[0][lane] += ty.re * x.re + ty.im * x.im;
+        acc[1][lane] += tx.re * x.re + tx.im * x.im;
+        acc[2][lane] += ty.norm_sqr();
+        acc[3][lane] += tx.norm_sqr();
+    };
+    let whole = n - n % LANES;
+    for i in (0..whole).step_by(LANES) {
+        let (p8, x8) = (&probe[i..i + LANES], &chi[i..i + LANES]);
+        let (a8, b8) = (&above[i..i + LANES], &below[i..i + LANES]);
+        let (l8, r8) = (&left[i..i + LANES], &right[i..i + LANES]);
+        for lane in 0..LANES {
+            add(
+                lane,
+                p8[lane],
+                x8[lane],
+                b8[lane] - a8[lane],
+                r8[lane] - l8[lane],
+            );
+        }
+    }
+    for i in whole..n {
+        add(0, probe[i], chi[i], below[i] - above[i], right[i] - left[i]);
+    }
+    acc.map(|lanes| lanes.iter().sum())
 }
 
 #[cfg(test)]
