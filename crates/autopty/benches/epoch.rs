@@ -1,5 +1,5 @@
 //! The cost of one epoch, and its FFT floor, for the gradient engine and for ePIE on the `paper`
-//! preset (121 positions, N = 128 px frames, near field padded to P = 270, one probe mode,
+//! preset (121 positions, N = 128 px frames, near field padded to P = 288, one probe mode,
 //! Fourier sub-pixel model, batch 5 for the gradient engine).
 //!
 //! - `epoch/paper`, `epie/paper`: one epoch in steady state. A run of `1 + iters` epochs is

@@ -378,6 +378,38 @@ mod tests {
     }
 
     #[test]
+    fn complex_step_matches_the_per_element_rule_in_the_vector_body_and_the_tail() {
+        // 13 complex = 26 reals: three groups of eight and a tail of two, two steps so the
+        // moments carry over. Reference: the f64 rule of `step_rows`, element by element.
+        let grads: Vec<Complex32> = (0..13)
+            .map(|k| Complex32::new((k as f32 - 6.0) * 0.3, 1.0 / (k as f32 + 1.0)))
+            .collect();
+        let start: Vec<Complex32> = (0..13).map(|k| Complex32::new(k as f32, -1.0)).collect();
+        let mut p = start.clone();
+        let mut opt = Optimizer::new(OptimizerKind::Adam, 26, 1);
+        let mut reals: Vec<f64> = start
+            .iter()
+            .flat_map(|z| [z.re as f64, z.im as f64])
+            .collect();
+        let g_reals: Vec<f64> = grads
+            .iter()
+            .flat_map(|z| [z.re as f64, z.im as f64])
+            .collect();
+        let mut reference = Optimizer::new(OptimizerKind::Adam, 26, 1);
+        for _ in 0..2 {
+            opt.step_complex(&mut p, &grads, 0.1);
+            reference.step_rows(&mut reals, &g_reals, 26, &[0], 0.1);
+        }
+        for (k, z) in p.iter().enumerate() {
+            assert!(
+                (z.re as f64 - reals[2 * k]).abs() < 1e-5,
+                "re {k}: {z} vs {reals:?}"
+            );
+            assert!((z.im as f64 - reals[2 * k + 1]).abs() < 1e-5, "im {k}");
+        }
+    }
+
+    #[test]
     fn adam_minimises_a_quadratic() {
         // f(z) = |z - (3 + 4i)|^2, gradient 2 (z - target).
         let mut opt = Optimizer::new(OptimizerKind::Adam, 2, 1);

@@ -204,6 +204,59 @@ mod tests {
     }
 
     #[test]
+    fn one_mode_pass_matches_the_per_pixel_formulas() {
+        // 325 pixels: more than one block of 256, a tail of 5 after the groups of eight, a
+        // masked pixel and a dark one (zero field: no amplitude gradient).
+        let nn = 325;
+        let mut fields = random_vec(nn, 4);
+        fields[17] = Complex32::default();
+        let measured = random_vec(nn, 5);
+        let intensity: Vec<f32> = measured.iter().map(|v| v.norm_sqr() + 0.01).collect();
+        let amplitude: Vec<f32> = intensity.iter().map(|v| v.sqrt()).collect();
+        let mut mask = vec![1.0f32; nn];
+        mask[300] = 0.0;
+        let data = Measured {
+            amplitude: &amplitude,
+            intensity: &intensity,
+            mask: &mask,
+        };
+        for kind in [LossKind::Amplitude, LossKind::Intensity, LossKind::Poisson] {
+            let mut g = fields.clone();
+            let loss = loss_and_scaled_gradient(kind, &mut g, nn, data, -0.5);
+            let mut want = 0.0f64;
+            for p in 0..nn {
+                let (f, w) = (fields[p], mask[p] as f64);
+                let i = f.norm_sqr() as f64;
+                let (l, dl_di) = match kind {
+                    LossKind::Amplitude => {
+                        let (s, a) = (i.sqrt(), amplitude[p] as f64);
+                        ((s - a).powi(2), if s > 0.0 { (s - a) / s } else { 0.0 })
+                    }
+                    LossKind::Intensity => {
+                        let d = i - intensity[p] as f64;
+                        (d * d, 2.0 * d)
+                    }
+                    LossKind::Poisson => {
+                        let (m, d) = (intensity[p] as f64, i + POISSON_EPS as f64);
+                        (i - m * d.ln(), 1.0 - m / d)
+                    }
+                };
+                want += w * l;
+                let expect = f * (-0.5 * 2.0 * w * dl_di) as f32;
+                assert!(
+                    (g[p] - expect).norm() < 1e-4 * (1.0 + expect.norm()),
+                    "{kind:?} pixel {p}: {} vs {expect}",
+                    g[p]
+                );
+            }
+            assert!(
+                (loss - want).abs() < 1e-5 * want.abs(),
+                "{kind:?}: {loss} vs {want}"
+            );
+        }
+    }
+
+    #[test]
     fn masked_pixels_do_not_count() {
         let nn = 4;
         let fields = vec![Complex32::new(1.0, 0.0); nn];
