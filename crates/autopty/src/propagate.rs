@@ -13,9 +13,9 @@
 //! The highest spatial frequency the grid holds, `1/(2 dx)`, travels at `sin(theta) = lambda/(2 dx)`
 //! and walks `s = lambda z / (2 dx^2)` pixels sideways over the distance z. The exit wave is
 //! zero-padded by `min(ceil(s), N)` pixels on each side, and the total rounded up to the next
-//! even size whose only prime factors are 2 and 3 (see [`next_fft_size`]). The detector records the central
-//! N x N window. The padded size is fixed when the propagator is built (from the starting
-//! distance); later distance changes only rebuild `H`.
+//! even size whose only prime factors are 2 and 3 (see [`next_fft_size`]). The detector records
+//! the central N x N window. The padded size is fixed when the propagator is built (from the
+//! starting distance); later distance changes only rebuild `H`.
 //!
 //! **Moved exit waves.** Sub-pixel scan positions are modelled by moving the exit wave (see
 //! [`crate::ops::shift`]): a near-field propagation of the exit wave moved by `-s` pixels is
@@ -556,7 +556,7 @@ impl NearField {
         let scale = 1.0 / (np * np) as f32;
         let (ry, rxs) = (&ramps.0, &ramps.1);
         // Transposed order: row kx holds x frequency kx (ramp `ramps.1`), column ky the y
-        // frequency ky (ramp `ramps.0`).
+        // frequency ky (ramp `ramps.0`); `H` is symmetric, so it multiplies in either order.
         let multiply = |kx: usize, row: &mut [Complex32]| {
             let rx = rxs[kx] * scale;
             let h = &self.transfer[kx * np..(kx + 1) * np];
