@@ -531,6 +531,30 @@ impl NearField {
         }
     }
 
+    /// Multiplies row `kx` of a transposed-order spectrum by `H rx ry` (its conjugate when
+    /// `conjugate`): `rx` is the row's x ramp (times any scale), `ry` the y ramps along it.
+    fn transfer_row(
+        &self,
+        kx: usize,
+        row: &mut [Complex32],
+        rx: Complex32,
+        ry: &[Complex32],
+        conjugate: bool,
+    ) {
+        let np = self.padded;
+        let h = &self.transfer[kx * np..(kx + 1) * np];
+        let terms = row.iter_mut().zip(h).zip(ry);
+        if conjugate {
+            for ((v, &hv), &ry) in terms {
+                *v *= (hv * (rx * ry)).conj();
+            }
+        } else {
+            for ((v, &hv), &ry) in terms {
+                *v *= hv * (rx * ry);
+            }
+        }
+    }
+
     /// Near-field forward (see the module docs). The FFTs are pruned to the rows that are not
     /// zero, the middle stage runs per group of rows in transposed order (see
     /// [`NearField::middle`]), and the two unitary scalings are folded into the transfer
@@ -558,11 +582,7 @@ impl NearField {
         // Transposed order: row kx holds x frequency kx (ramp `ramps.1`), column ky the y
         // frequency ky (ramp `ramps.0`); `H` is symmetric, so it multiplies in either order.
         let multiply = |kx: usize, row: &mut [Complex32]| {
-            let rx = rxs[kx] * scale;
-            let h = &self.transfer[kx * np..(kx + 1) * np];
-            for ((v, &hv), &ry) in row.iter_mut().zip(h).zip(ry) {
-                *v *= hv * (rx * ry);
-            }
+            self.transfer_row(kx, row, rxs[kx] * scale, ry, false);
             [0.0; 3]
         };
         let cache = (!cache.is_empty()).then_some(cache);
@@ -621,11 +641,7 @@ impl NearField {
             };
         } else {
             let multiply = |kx: usize, row: &mut [Complex32]| {
-                let rx = rxs[kx] * scale;
-                let h = &self.transfer[kx * np..(kx + 1) * np];
-                for ((v, &hv), &ry) in row.iter_mut().zip(h).zip(ry) {
-                    *v *= (hv * (rx * ry)).conj();
-                }
+                self.transfer_row(kx, row, rxs[kx] * scale, ry, true);
                 [0.0; 3]
             };
             self.middle(strip, window, None, row_sums, multiply);
