@@ -449,6 +449,29 @@ pub fn preparation_notes(outcome: &Outcome, job: &Job) -> Vec<(bool, String)> {
             }
         }
     }
+    if let Some(g) = &outcome.curvature_gauge {
+        if g.applied {
+            note!(
+                "curvature gauge: the probe's net curvature ({:+.4} /m) moved into the geometry: \
+                 scan and propagation distance scaled by {:.5}, distance {:.6} -> {:.6} m",
+                g.curvature,
+                g.factor,
+                g.distance_before,
+                g.distance
+            );
+        } else {
+            notes.push((
+                true,
+                format!(
+                    "curvature gauge: the fitted probe curvature ({:+.4} /m) would scale the scan \
+                     by {:.4}, more than the {} % this fit is trusted with; left as it was",
+                    g.curvature,
+                    g.factor,
+                    100.0 * autopty::engines::curvature_gauge::MAX_SCALE_CHANGE
+                ),
+            ));
+        }
+    }
     notes
 }
 

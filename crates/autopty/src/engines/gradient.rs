@@ -10,6 +10,7 @@
 use crate::dataset::Dataset;
 use crate::engines::alignment::{self, Alignment};
 use crate::engines::checkpoint::{Checkpointing, JointStart, JointState, LoopState, Parameters};
+use crate::engines::curvature_gauge::{self, CurvatureGauge};
 use crate::engines::distance_search::{self, DistanceSearch};
 use crate::engines::fresnel_scale;
 use crate::engines::registration::Registration;
@@ -122,6 +123,10 @@ pub struct GradientSettings {
     /// Rounds that recover large position (and distance) errors before the run (when the
     /// positions are refined).
     pub alignment: Alignment,
+    /// Before the joint run, move the probe's net curvature into the distance and the scan's
+    /// scale, which the data cannot tell apart (near field, when both are refined; see
+    /// [`curvature_gauge`]).
+    pub curvature_gauge: CurvatureGauge,
     /// Learning-rate decay: every group's rate falls exponentially to this fraction of its
     /// value by the last epoch (1 = constant). Adam's steps stay near the learning rate even
     /// where the gradient is pure noise, so a decay is what lets the fine detail settle.
@@ -167,6 +172,7 @@ impl Default for GradientSettings {
             registration: Registration::default(),
             distance_search: DistanceSearch::default(),
             alignment: Alignment::default(),
+            curvature_gauge: CurvatureGauge::default(),
         }
     }
 }
@@ -193,6 +199,7 @@ impl GradientSettings {
         self.registration.validate()?;
         self.distance_search.validate()?;
         self.alignment.validate()?;
+        self.curvature_gauge.validate()?;
         if self.batch == 0 {
             return Err(Error::invalid(
                 "batch",
@@ -337,6 +344,39 @@ pub fn run_resumable(
         fix_scan_affine: false,
         ..settings.clone()
     };
+    let mut gauged = None;
+    if settings.curvature_gauge.enabled
+        && settings.positions.enabled
+        && settings.distance.enabled
+        && data.geometry.regime == Regime::NearField
+        && !control.should_stop()
+    {
+        let stage = GradientSettings {
+            epochs: settings.curvature_gauge.epochs,
+            ..joint.clone()
+        };
+        let (model, objective) =
+            fresh_start(data, model_settings, &stage, distance, corrections.as_ref())?;
+        let quiet = Control {
+            on_epoch: &mut |_| {},
+            stop: control.stop,
+        };
+        let measured = run_from(data, model, objective, &stage, quiet)?;
+        if measured.stopped_early.is_none() {
+            let g = curvature_gauge::transfer(&measured.reconstruction);
+            tracing::info!(
+                "curvature gauge: probe curvature {:.4} /m, scale factor {:.5}{}",
+                g.curvature,
+                g.factor,
+                if g.applied { "" } else { " (not applied)" }
+            );
+            if g.applied {
+                distance = g.distance;
+                corrections = Some(g.corrections.clone());
+            }
+            gauged = Some(g);
+        }
+    }
     let (model, objective) =
         fresh_start(data, model_settings, &joint, distance, corrections.as_ref())?;
     if let Some(c) = checkpointing.as_mut().filter(|_| !control.should_stop()) {
@@ -349,6 +389,7 @@ pub fn run_resumable(
     outcome.distance_search = searched;
     outcome.alignment = aligned;
     outcome.registration = registered;
+    outcome.curvature_gauge = gauged;
     Ok(outcome)
 }
 
@@ -682,5 +723,6 @@ pub fn run_from_resumable(
         distance_search: None,
         alignment: None,
         registration: None,
+        curvature_gauge: None,
     })
 }

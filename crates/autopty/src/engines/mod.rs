@@ -4,6 +4,7 @@
 
 pub mod alignment;
 pub mod checkpoint;
+pub mod curvature_gauge;
 pub mod distance_search;
 pub mod dm;
 mod epochs;
@@ -49,6 +50,8 @@ pub struct Outcome {
     pub alignment: Option<alignment::Aligned>,
     /// The registration of the scan from the data alone, if it ran.
     pub registration: Option<registration::Registered>,
+    /// The probe's curvature moved into the geometry before the joint run, if it was measured.
+    pub curvature_gauge: Option<curvature_gauge::Gauged>,
 }
 
 /// The engines a job can name.

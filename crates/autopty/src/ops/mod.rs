@@ -2,6 +2,7 @@
 //! (the adjoint applied to an output gradient). The propagators live in [`crate::propagate`].
 
 pub mod band_limit;
+pub mod least_squares;
 pub mod loss;
 pub mod modes;
 pub mod regularise;

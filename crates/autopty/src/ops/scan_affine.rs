@@ -11,6 +11,7 @@
 //! is removed from the change, and the scan keeps the affine part it started with (from the
 //! registration, or the nominal scan).
 
+use super::least_squares::NormalEquations;
 use ndarray::Array2;
 
 /// Removes from `corrections - reference` (J x 2 px) its least-squares fit by an affine function
@@ -52,61 +53,20 @@ pub fn affine_residual(
             / used as f64
     });
     let basis = |j: usize| [1.0, points[[j, 0]] - centre[0], points[[j, 1]] - centre[1]];
-    let mut gram = [[0.0f64; 3]; 3];
-    for j in (0..count).filter(|&j| kept(j)) {
-        let b = basis(j);
-        for (r, row) in gram.iter_mut().enumerate() {
-            for (c, g) in row.iter_mut().enumerate() {
-                *g += b[r] * b[c];
-            }
-        }
-    }
-    // A small ridge on the linear terms leaves them at zero where the points have no extent.
-    let ridge = 1e-9 * (gram[1][1] + gram[2][2]).max(1.0);
-    gram[1][1] += ridge;
-    gram[2][2] += ridge;
     for axis in 0..2 {
-        let mut rhs = [0.0f64; 3];
+        let mut eq = NormalEquations::<3>::default();
         for j in (0..count).filter(|&j| kept(j)) {
-            for (r, b) in basis(j).iter().enumerate() {
-                rhs[r] += b * values[[j, axis]];
-            }
+            eq.add(&basis(j), values[[j, axis]], 1.0);
         }
-        let coef = solve3(gram, rhs);
+        // A small ridge on the linear terms leaves them at zero where the points have no extent.
+        eq.ridge(1..3, 1e-9);
+        let coef = eq.solve();
         for j in 0..count {
             let b = basis(j);
             residual[[j, axis]] -= coef[0] * b[0] + coef[1] * b[1] + coef[2] * b[2];
         }
     }
     residual
-}
-
-/// Solves the symmetric positive definite 3 x 3 system `a x = b` by Gaussian elimination.
-fn solve3(mut a: [[f64; 3]; 3], mut b: [f64; 3]) -> [f64; 3] {
-    for k in 0..3 {
-        let pivot = a[k][k];
-        if pivot.abs() < f64::MIN_POSITIVE {
-            continue;
-        }
-        for r in k + 1..3 {
-            let f = a[r][k] / pivot;
-            let pivot_row = a[k];
-            for (x, y) in a[r][k..].iter_mut().zip(&pivot_row[k..]) {
-                *x -= f * y;
-            }
-            b[r] -= f * b[k];
-        }
-    }
-    let mut x = [0.0; 3];
-    for k in (0..3).rev() {
-        let s: f64 = (k + 1..3).map(|c| a[k][c] * x[c]).sum();
-        x[k] = if a[k][k].abs() < f64::MIN_POSITIVE {
-            0.0
-        } else {
-            (b[k] - s) / a[k][k]
-        };
-    }
-    x
 }
 
 #[cfg(test)]
