@@ -116,15 +116,17 @@ fn focused_beam_from_tiff_darks_and_positions_refines_z1() {
     // from 0.47 to 0.37-0.39 with z1 1.6 % and positions 1.6 px. With the object's band limit
     // (cutoff 0.32 cycles/px here): z1 1.4 %, SSIM 0.55 / 0.73, positions 1.38 px, 0.24 px
     // with the scan's affine part removed. With the curvature gauge (engines/curvature_gauge.rs):
-    // z1 0.63 %, magnitude SSIM 0.64, positions 0.95 px, 7 s.
+    // z1 0.63 %, magnitude SSIM 0.64, positions 0.95 px, 7 s. With the nominal scan held in
+    // pixels while z1 is refined (model.rs) and up to three gauge passes: z1 1.6 %, SSIM
+    // 0.76 / 0.90, positions 0.31 px, 11 s.
     assert!(
-        s.ssim_magnitude > 0.45,
+        s.ssim_magnitude > 0.65,
         "magnitude SSIM {}",
         s.ssim_magnitude
     );
-    assert!(s.ssim_phase > 0.6, "phase SSIM {}", s.ssim_phase);
+    assert!(s.ssim_phase > 0.75, "phase SSIM {}", s.ssim_phase);
     assert!(
-        s.position_error_median.unwrap() < 2.5,
+        s.position_error_median.unwrap() < 1.0,
         "median position error {:?}",
         s.position_error_median
     );

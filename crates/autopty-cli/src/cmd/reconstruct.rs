@@ -449,11 +449,12 @@ pub fn preparation_notes(outcome: &Outcome, job: &Job) -> Vec<(bool, String)> {
             }
         }
     }
-    if let Some(g) = &outcome.curvature_gauge {
+    for (pass, g) in outcome.curvature_gauge.iter().enumerate() {
         if g.applied {
             note!(
-                "curvature gauge: the probe's net curvature ({:+.4} /m) moved into the geometry: \
-                 scan and propagation distance scaled by {:.5}, distance {:.6} -> {:.6} m",
+                "curvature gauge, pass {}: the probe's net curvature ({:+.4} /m) moved into the \
+                 geometry: scan and propagation distance scaled by {:.5}, distance {:.6} -> {:.6} m",
+                pass + 1,
                 g.curvature,
                 g.factor,
                 g.distance_before,

@@ -39,6 +39,13 @@ pub struct CurvatureGauge {
     pub enabled: bool,
     /// Epochs of the joint refinement whose probe is measured.
     pub epochs: usize,
+    /// Most measure-and-transfer passes. A fresh start's probe carries some curvature of its
+    /// own, so a run from one member ends part of the way to the next: each pass starts from
+    /// the previous one's member (measured on the `focused` preset: the first pass left the
+    /// scan 0.6 % large, from 3.5 %).
+    pub passes: usize,
+    /// Passes stop once the factor is within this of 1.
+    pub tolerance: f64,
 }
 
 impl Default for CurvatureGauge {
@@ -46,6 +53,8 @@ impl Default for CurvatureGauge {
         CurvatureGauge {
             enabled: true,
             epochs: 100,
+            passes: 3,
+            tolerance: 1e-3,
         }
     }
 }
@@ -57,6 +66,18 @@ impl CurvatureGauge {
             return Err(Error::invalid(
                 "curvature_gauge.epochs",
                 "expected at least 1 epoch",
+            ));
+        }
+        if self.enabled && self.passes == 0 {
+            return Err(Error::invalid(
+                "curvature_gauge.passes",
+                "expected at least 1 pass",
+            ));
+        }
+        if !(self.tolerance.is_finite() && self.tolerance >= 0.0) {
+            return Err(Error::invalid(
+                "curvature_gauge.tolerance",
+                "expected a finite number >= 0",
             ));
         }
         Ok(())
@@ -422,11 +443,27 @@ mod tests {
         assert!(!out.applied && (out.factor - 1.1).abs() < 1e-3, "{out:?}");
         assert_eq!(out.distance, 0.1);
         assert_eq!(out.corrections, &rec.positions - &rec.nominal_positions);
-        assert!(CurvatureGauge {
-            enabled: true,
-            epochs: 0
+        let valid = CurvatureGauge::default();
+        assert!(valid.validate().is_ok());
+        for bad in [
+            CurvatureGauge {
+                epochs: 0,
+                ..valid.clone()
+            },
+            CurvatureGauge {
+                passes: 0,
+                ..valid.clone()
+            },
+            CurvatureGauge {
+                tolerance: f64::NAN,
+                ..valid.clone()
+            },
+            CurvatureGauge {
+                tolerance: -1e-3,
+                ..valid.clone()
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
         }
-        .validate()
-        .is_err());
     }
 }

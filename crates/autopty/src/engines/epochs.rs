@@ -85,7 +85,7 @@ impl EpochLog {
             distance_search: None,
             alignment: None,
             registration: None,
-            curvature_gauge: None,
+            curvature_gauge: Vec::new(),
         }
     }
 }

@@ -344,25 +344,31 @@ pub fn run_resumable(
         fix_scan_affine: false,
         ..settings.clone()
     };
-    let mut gauged = None;
+    let mut gauged = Vec::new();
     if settings.curvature_gauge.enabled
         && settings.positions.enabled
         && settings.distance.enabled
         && data.geometry.regime == Regime::NearField
-        && !control.should_stop()
     {
+        let gauge = &settings.curvature_gauge;
         let stage = GradientSettings {
-            epochs: settings.curvature_gauge.epochs,
+            epochs: gauge.epochs,
             ..joint.clone()
         };
-        let (model, objective) =
-            fresh_start(data, model_settings, &stage, distance, corrections.as_ref())?;
-        let quiet = Control {
-            on_epoch: &mut |_| {},
-            stop: control.stop,
-        };
-        let measured = run_from(data, model, objective, &stage, quiet)?;
-        if measured.stopped_early.is_none() {
+        for _ in 0..gauge.passes {
+            if control.should_stop() {
+                break;
+            }
+            let (model, objective) =
+                fresh_start(data, model_settings, &stage, distance, corrections.as_ref())?;
+            let quiet = Control {
+                on_epoch: &mut |_| {},
+                stop: control.stop,
+            };
+            let measured = run_from(data, model, objective, &stage, quiet)?;
+            if measured.stopped_early.is_some() {
+                break;
+            }
             let g = curvature_gauge::transfer(&measured.reconstruction);
             tracing::info!(
                 "curvature gauge: probe curvature {:.4} /m, scale factor {:.5}{}",
@@ -370,11 +376,15 @@ pub fn run_resumable(
                 g.factor,
                 if g.applied { "" } else { " (not applied)" }
             );
+            let done = !g.applied || (g.factor - 1.0).abs() <= gauge.tolerance;
             if g.applied {
                 distance = g.distance;
                 corrections = Some(g.corrections.clone());
             }
-            gauged = Some(g);
+            gauged.push(g);
+            if done {
+                break;
+            }
         }
     }
     let (model, objective) =
@@ -723,6 +733,6 @@ pub fn run_from_resumable(
         distance_search: None,
         alignment: None,
         registration: None,
-        curvature_gauge: None,
+        curvature_gauge: Vec::new(),
     })
 }

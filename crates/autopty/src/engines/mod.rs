@@ -50,8 +50,8 @@ pub struct Outcome {
     pub alignment: Option<alignment::Aligned>,
     /// The registration of the scan from the data alone, if it ran.
     pub registration: Option<registration::Registered>,
-    /// The probe's curvature moved into the geometry before the joint run, if it was measured.
-    pub curvature_gauge: Option<curvature_gauge::Gauged>,
+    /// The probe's curvature moved into the geometry before the joint run: one entry per pass.
+    pub curvature_gauge: Vec<curvature_gauge::Gauged>,
 }
 
 /// The engines a job can name.
