@@ -202,8 +202,10 @@ pub struct Gauged {
 
 /// Fits the net curvature of `rec`'s strongest probe mode and returns the distance and position
 /// corrections of the member of the Fresnel-scaling family (module docs) whose probe has none.
-/// `rec` must be a near-field reconstruction.
-pub fn transfer(rec: &Reconstruction) -> Gauged {
+/// `rec` must be a near-field reconstruction whose nominal scan was laid out in pixels of
+/// `scan_pixel` (m): the sample pixel at the distance its run started from (see
+/// [`crate::model`]).
+pub fn transfer(rec: &Reconstruction, scan_pixel: f64) -> Gauged {
     let strongest = rec
         .probe
         .axis_iter(Axis(0))
@@ -233,7 +235,7 @@ pub fn transfer(rec: &Reconstruction) -> Gauged {
         };
     }
     let scaled = with_scaled_propagation(geometry, factor);
-    let nominal_ratio = pixel / scaled.sample_pixel();
+    let nominal_ratio = scan_pixel / scaled.sample_pixel();
     let positions_mean = rec
         .positions
         .mean_axis(Axis(0))
@@ -391,7 +393,7 @@ mod tests {
         let g = plane_wave();
         let px = std::f64::consts::PI * 0.05 * 1e-12 / 1e-9;
         let rec = reconstruction(g, px);
-        let out = transfer(&rec);
+        let out = transfer(&rec, rec.geometry.sample_pixel());
         assert!(out.applied);
         assert!((out.curvature - 0.05).abs() < 1e-3, "{out:?}");
         assert!((out.factor - 1.005).abs() < 1e-4, "{out:?}");
@@ -416,7 +418,7 @@ mod tests {
         let dx = g.sample_pixel();
         let px = -std::f64::consts::PI * 0.3 * dx * dx / 1e-9;
         let rec = reconstruction(g.clone(), px);
-        let out = transfer(&rec);
+        let out = transfer(&rec, rec.geometry.sample_pixel());
         assert!(out.applied && out.factor < 1.0, "{out:?}");
         let scaled = g.with_refined_distance(out.distance);
         let per_px2 = |g: &Geometry| g.effective_distance() / g.sample_pixel().powi(2);
@@ -439,7 +441,7 @@ mod tests {
         let g = plane_wave();
         let px = std::f64::consts::PI * 1.0 * 1e-12 / 1e-9; // M = 1.1
         let rec = reconstruction(g, px);
-        let out = transfer(&rec);
+        let out = transfer(&rec, rec.geometry.sample_pixel());
         assert!(!out.applied && (out.factor - 1.1).abs() < 1e-3, "{out:?}");
         assert_eq!(out.distance, 0.1);
         assert_eq!(out.corrections, &rec.positions - &rec.nominal_positions);

@@ -369,7 +369,8 @@ pub fn run_resumable(
             if measured.stopped_early.is_some() {
                 break;
             }
-            let g = curvature_gauge::transfer(&measured.reconstruction);
+            let scan_pixel = data.geometry.with_refined_distance(distance).sample_pixel();
+            let g = curvature_gauge::transfer(&measured.reconstruction, scan_pixel);
             tracing::info!(
                 "curvature gauge: probe curvature {:.4} /m, scale factor {:.5}{}",
                 g.curvature,
