@@ -15,8 +15,10 @@
 //! curvature of the beam at the sample belongs to the geometry (a point source at that distance),
 //! and the probe is the equivalent plane-wave probe, with none. [`transfer`] fits the curvature
 //! of the strongest probe mode and moves the distance and the scan to the member where it is
-//! zero; a run from there keeps the probe flat. Astigmatism is not moved: with one distance for
-//! both axes it is no symmetry, and the data pin it.
+//! zero. A run from there starts from a fresh probe with some curvature of its own and ends only
+//! part of the way to that member, so the run repeats the measurement from each new member
+//! (`passes`, until the factor is within `tolerance` of 1). Astigmatism is not moved: with one
+//! distance for both axes it is no symmetry, and the data pin it.
 
 use crate::error::{Error, Result};
 use crate::geometry::Geometry;
@@ -77,7 +79,7 @@ impl CurvatureGauge {
         if !(self.tolerance.is_finite() && self.tolerance >= 0.0) {
             return Err(Error::invalid(
                 "curvature_gauge.tolerance",
-                "expected a finite number >= 0",
+                format!("expected a finite number >= 0, got {}", self.tolerance),
             ));
         }
         Ok(())
