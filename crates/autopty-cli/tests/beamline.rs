@@ -47,6 +47,7 @@ fn dataset() -> Dataset {
             (if a == 0 { k / 3 } else { k % 3 }) as f64 * 8.0 * dx
         }),
         geometry,
+        noise_floor: 0.0,
     }
 }
 

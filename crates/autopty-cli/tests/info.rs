@@ -29,6 +29,7 @@ fn raster(geometry: Geometry, step_px: f64) -> Dataset {
             idx as f64 * step_px * pixel
         }),
         geometry,
+        noise_floor: 0.0,
     }
 }
 

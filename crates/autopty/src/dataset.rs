@@ -7,6 +7,9 @@
 //!   plane; y grows with the object's row index, x with its column index. Readers convert their
 //!   file's sign and axis conventions to this one; nothing else in the library does.
 //! - `geometry`: wavelength, distances, pixel sizes.
+//! - `noise_floor`: the variance (photons^2, in photons per pixel for Poisson-like noise) of
+//!   the detector noise left in each pixel after dark subtraction; 0 for a photon-counting
+//!   detector. The losses weight pixels by it (see [`crate::ops::loss`]).
 //!
 //! Ground truth for simulated data lives in [`Truth`].
 
@@ -26,6 +29,9 @@ pub struct Dataset {
     pub positions: Array2<f64>,
     /// Experimental geometry.
     pub geometry: Geometry,
+    /// Variance of the detector noise per pixel after dark subtraction (photons), 0 when
+    /// there is none (photon counting) or it is unknown.
+    pub noise_floor: f64,
 }
 
 impl Dataset {
@@ -106,6 +112,15 @@ impl Dataset {
         if !self.mask.iter().any(|&m| m) {
             return bad("mask", "every pixel is masked".into());
         }
+        if !(self.noise_floor.is_finite() && self.noise_floor >= 0.0) {
+            return bad(
+                "noise_floor",
+                format!(
+                    "expected a finite variance of at least 0 photons, found {}",
+                    self.noise_floor
+                ),
+            );
+        }
         self.geometry
             .validate()
             .map_err(|e| Error::field(source, "geometry", e.to_string()))
@@ -134,6 +149,24 @@ impl Dataset {
             })
             .sum()
     }
+}
+
+/// The noise floor (see [`Dataset::noise_floor`]) left by subtracting the mean of `darks`
+/// (K frames, each `frame_len` values in a row): the per-pixel variance across the frames,
+/// averaged over the pixels, times `1 + 1/K` for the noise of the subtracted mean. `None` for
+/// fewer than two frames, whose spread cannot be measured.
+pub fn noise_floor_of_darks(darks: &[f32], frame_len: usize) -> Option<f64> {
+    let k = darks.len() / frame_len.max(1);
+    if k < 2 {
+        return None;
+    }
+    let mut variance = 0.0;
+    for p in 0..frame_len {
+        let values = darks.iter().skip(p).step_by(frame_len).map(|&v| v as f64);
+        let mean = values.clone().sum::<f64>() / k as f64;
+        variance += values.map(|v| (v - mean).powi(2)).sum::<f64>() / (k - 1) as f64;
+    }
+    Some(variance / frame_len as f64 * (1.0 + 1.0 / k as f64))
 }
 
 /// Converts positions in metres to pixels with the minimum row/col at `border`.

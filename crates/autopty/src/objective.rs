@@ -54,8 +54,8 @@ struct Slot {
 /// Evaluates the loss of minibatches and its gradients.
 pub struct Objective {
     kind: LossKind,
-    /// What the loss reads of each pattern: the amplitudes `sqrt(I_meas)` for the amplitude
-    /// loss, the intensities otherwise (one copy of the data, not two).
+    /// What the loss reads of each pattern: the amplitudes `sqrt(I_meas + b)` for the amplitude
+    /// loss (`b` the noise floor), the intensities otherwise (one copy of the data, not two).
     measured: Array3<f32>,
     mask: Vec<f32>,
     propagator: Propagator,
@@ -67,6 +67,8 @@ pub struct Objective {
     works: Vec<(PropWork, FftWork)>,
     /// Sum of the measured intensity over valid pixels and all patterns (normalises the loss).
     total_measured: f64,
+    /// The data's noise floor (photons per pixel, see [`Dataset::noise_floor`]).
+    background: f32,
 }
 
 impl Objective {
@@ -116,10 +118,12 @@ impl Objective {
             .map(|&m| if m { 1.0 } else { 0.0 })
             .collect();
         let total_measured = data.measured_photons().max(1e-30);
+        let background = data.noise_floor as f32;
         Objective {
+            background,
             kind,
             measured: match kind {
-                LossKind::Amplitude => data.intensities.mapv(|v| v.max(0.0).sqrt()),
+                LossKind::Amplitude => data.intensities.mapv(|v| (v.max(0.0) + background).sqrt()),
                 LossKind::Intensity | LossKind::Poisson => {
                     data.intensities.as_standard_layout().into_owned()
                 }
@@ -194,7 +198,7 @@ impl Objective {
         }
         let active = &mut self.slots[..batch.len()];
         let (prop, kind) = (&self.propagator, self.kind);
-        let (measured, mask) = (&self.measured, &self.mask);
+        let (measured, mask, background) = (&self.measured, &self.mask, self.background);
         let model_probe = model.probe.as_slice().expect("contiguous probe");
         let (shifter, probe_spectrum) = (&self.shifter, &self.probe_spectrum);
         let cache_len = prop.cache_len();
@@ -231,11 +235,13 @@ impl Objective {
                         amplitude: pattern,
                         intensity: &[],
                         mask,
+                        background,
                     },
                     LossKind::Intensity | LossKind::Poisson => Measured {
                         amplitude: &[],
                         intensity: pattern,
                         mask,
+                        background,
                     },
                 };
                 s.loss = loss_and_gradient(kind, &mut s.fields, nn, data);

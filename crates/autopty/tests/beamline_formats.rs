@@ -154,6 +154,12 @@ fn cxi_with_int32_data_mask_and_darks() {
             );
         }
     }
+    // Noise floor: per-pixel dark variance 2 (0 at pixel 5), mean 126 / 64, times 1 + 1/2.
+    assert!(
+        (d.noise_floor - 126.0 / 64.0 * 1.5).abs() < 1e-9,
+        "{}",
+        d.noise_floor
+    );
     assert_eq!(d.positions[[2, 1]], -2e-6);
     assert_eq!(d.positions[[2, 0]], -0.5e-6);
 }
@@ -215,6 +221,13 @@ fn raw_tiff_pipeline_gives_the_expected_dataset() {
     // Dark mean 10 subtracted; 12 x 16 cropped to 12 x 12 around the centre of mass (col ~9).
     assert_eq!(report.dark_frames, 3);
     assert!((report.dark_mean.unwrap() - 10.0).abs() < 1e-9);
+    // Darks 9, 10, 11 in every pixel: variance 1, times 1 + 1/3 for the subtracted mean.
+    assert!(
+        (data.noise_floor - 4.0 / 3.0).abs() < 1e-9,
+        "{}",
+        data.noise_floor
+    );
+    assert_eq!(report.noise_floor, data.noise_floor);
     assert_eq!((report.hot_pixels, report.crop, report.size), (1, 12, 12));
     assert_eq!(data.frame(), 12);
     let left = ((report.centre[1] - 6.0).round() as usize).min(4);
@@ -238,6 +251,8 @@ fn raw_tiff_pipeline_gives_the_expected_dataset() {
     input.preprocess.bin = 2;
     let (small, _) = input.load(Path::new("job.toml")).unwrap();
     assert_eq!(small.frame(), 6);
+    // A binned pixel adds the noise of four.
+    assert!((small.noise_floor - 16.0 / 3.0).abs() < 1e-9);
     assert!((small.geometry.detector_pixel - 27e-6).abs() < 1e-15);
     let total = |d: &autopty::Dataset| d.intensities.iter().map(|&v| v as f64).sum::<f64>();
     let masked_out: f64 = (0..5)
@@ -270,6 +285,12 @@ fn raw_tiff_pipeline_gives_the_expected_dataset() {
     input.preprocess.size = Some(4);
     let (resampled, _) = input.load(Path::new("job.toml")).unwrap();
     assert_eq!(resampled.frame(), 4);
+    // An output pixel 1.5 binned pixels wide: 2.25 times their noise.
+    assert!((resampled.noise_floor - 12.0).abs() < 1e-9);
+    // A given noise floor replaces the measured one, and is scaled the same way.
+    input.preprocess.noise_floor = Some(2.0);
+    let (given, _) = input.load(Path::new("job.toml")).unwrap();
+    assert!((given.noise_floor - 18.0).abs() < 1e-9);
     assert!((resampled.geometry.detector_pixel - 40.5e-6).abs() < 1e-15);
     // Output (0, 0) covers binned [0, 1.5)^2: 1 + 0.5 + 0.5 + 0.25 binned pixels.
     let b = &small.intensities;
@@ -332,6 +353,13 @@ fn malformed_raw_inputs_give_clear_errors() {
     assert!(e.contains("preprocess.crop"), "{e}");
     let e = with(&|i| i.preprocess.bin = 0);
     assert!(e.contains("preprocess.bin"), "{e}");
+    for bad in [-1.0, f64::NAN] {
+        let e = with(&|i| i.preprocess.noise_floor = Some(bad));
+        assert!(
+            e.contains("job.toml") && e.contains("preprocess.noise_floor"),
+            "{e}"
+        );
+    }
     let e = with(&|i| i.geometry.wavelength = None);
     assert!(e.contains("geometry.wavelength"), "{e}");
     // Unknown TOML keys are named.

@@ -36,6 +36,7 @@ fn sample_dataset(j: usize, n: usize, regime: Regime, z1: Option<f64>) -> Datase
             source_distance: z1,
             frame: n,
         },
+        noise_floor: 0.0,
     }
 }
 

@@ -83,6 +83,7 @@ fn h5py_reads_the_cxi_autopty_writes() {
                 source_distance: z1,
                 frame: n,
             },
+            noise_floor: 0.0,
         };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("from_rust.cxi");

@@ -54,6 +54,12 @@ fn dataset(regime: Regime, source: Option<f64>) -> Dataset {
         mask,
         positions,
         geometry,
+        // The near-field cases also check the loss with a detector noise floor.
+        noise_floor: if regime == Regime::NearField {
+            4.0
+        } else {
+            0.0
+        },
     }
 }
 

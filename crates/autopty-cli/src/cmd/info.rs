@@ -341,6 +341,18 @@ fn render(file: &str, data: &Dataset, info: &CxiInfo, s: &Summary) -> String {
             100.0 * s.masked as f64 / (n * n) as f64
         ),
     );
+    line(
+        &mut out,
+        "noise floor",
+        if data.noise_floor > 0.0 {
+            format!(
+                "{:.4} counts per pixel (detector noise left after dark subtraction)",
+                data.noise_floor
+            )
+        } else {
+            "0 (photon counting, or no dark frames to measure it)".to_string()
+        },
+    );
     line(&mut out, "regime", g.regime);
     line(
         &mut out,

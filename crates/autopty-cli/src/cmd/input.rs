@@ -95,6 +95,12 @@ pub fn describe_raw(stack: &Path, r: &RawReport) -> String {
             r.dark_frames, r.clipped
         );
     }
+    if r.noise_floor > 0.0 {
+        s += &format!(
+            "; noise floor {:.3} counts per pixel (the losses weight pixels by it)",
+            r.noise_floor
+        );
+    }
     if r.hot_pixels + r.dead_pixels > 0 {
         s += &format!(
             "; {} hot and {} dead pixels masked",

@@ -66,6 +66,10 @@ pub struct RawArgs {
     /// Final frame side (px) after resampling (e.g. 256).
     #[arg(long, help_heading = "Raw TIFF input")]
     pub size: Option<usize>,
+    /// Variance of the detector noise per stored pixel after dark subtraction (counts);
+    /// default: measured from the dark frames.
+    #[arg(long, value_name = "COUNTS", help_heading = "Raw TIFF input")]
+    pub noise_floor: Option<f64>,
 }
 
 impl RawArgs {
@@ -140,6 +144,9 @@ impl RawArgs {
         }
         if let Some(v) = self.size {
             p.size = Some(v);
+        }
+        if let Some(v) = self.noise_floor {
+            p.noise_floor = Some(v);
         }
         Ok(())
     }

@@ -36,11 +36,14 @@ use num_complex::Complex32;
 /// The measured patterns in the form the modulus constraint reads them (amplitudes only: the
 /// constraint is the amplitude loss's gradient).
 pub struct Patterns {
+    /// `sqrt(I_meas + b)`, with `b` the noise floor.
     amplitude: Array3<f32>,
     /// Measured photons of each pattern over its valid pixels.
     photons: Vec<f64>,
     mask: Vec<f32>,
     total: f64,
+    /// The data's noise floor (photons per pixel, see [`Dataset::noise_floor`]).
+    background: f32,
 }
 
 impl Patterns {
@@ -53,11 +56,13 @@ impl Patterns {
             .outer_iter()
             .map(|frame| frame.iter().zip(&mask).map(|(&i, &m)| (i * m) as f64).sum())
             .collect();
+        let background = data.noise_floor as f32;
         Patterns {
-            amplitude: data.intensities.mapv(|v| v.max(0.0).sqrt()),
+            amplitude: data.intensities.mapv(|v| (v.max(0.0) + background).sqrt()),
             photons,
             mask,
             total,
+            background,
         }
     }
 
@@ -71,6 +76,7 @@ impl Patterns {
                 .expect("standard layout"),
             intensity: &[],
             mask: &self.mask,
+            background: self.background,
         }
     }
 
@@ -340,6 +346,7 @@ mod tests {
             amplitude: &amplitude,
             intensity: &intensity,
             mask: &mask,
+            background: 0.0,
         };
         let mut chi = psi.clone();
         let loss = modulus_correction(&prop, &mut chi, nn, [0.0; 2], data, &mut work);

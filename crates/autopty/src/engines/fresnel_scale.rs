@@ -212,6 +212,7 @@ mod tests {
             mask: Array2::from_elem((64, 64), true),
             positions: px.mapv(|v| v * dx),
             geometry: stored.clone(),
+            noise_floor: 0.0,
         };
         let nominal = data.positions_in_pixels(stored.sample_pixel(), 0.0);
         let mut corrections = &px - &nominal;

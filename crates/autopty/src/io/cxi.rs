@@ -11,7 +11,7 @@
 //! | `/entry_1/instrument_1/detector_1/distance` | sample-to-detector distance, m |
 //! | `/entry_1/instrument_1/detector_1/{x,y}_pixel_size` | detector pixel pitch, m (square pixels) |
 //! | `/entry_1/instrument_1/detector_1/mask` (N, N), optional | uint32 flags, 0 = good pixel |
-//! | `/entry_1/instrument_1/detector_1/dark` or `.../data_dark` (N, N) or (K, N, N), optional | dark frame(s): averaged and subtracted, negatives clipped to 0 |
+//! | `/entry_1/instrument_1/detector_1/dark` or `.../data_dark` (N, N) or (K, N, N), optional | dark frame(s): averaged and subtracted, negatives clipped to 0; with K >= 2, their spread gives the noise floor |
 //! | `/entry_1/autopty/regime`, optional | `"far_field"` (default) or `"near_field"` (or 0 / 1) |
 //! | `/entry_1/autopty/source_distance`, optional | focus-to-sample distance `z1`, m (point source) |
 //!
@@ -31,7 +31,7 @@
 //! link that some CXI writers add; readers that follow the standard find the data under
 //! `detector_1`.
 
-use crate::dataset::Dataset;
+use crate::dataset::{noise_floor_of_darks, Dataset};
 use crate::error::Result;
 use crate::geometry::{wavelength_from_energy, Geometry, Regime};
 use crate::io::h5::{self, Field, H5File};
@@ -126,7 +126,7 @@ pub fn read_with_info(path: &Path, options: &CxiOptions) -> Result<(Dataset, Cxi
     let mut intensities = frames(&file, data_field, data)?;
     let (count, n) = (intensities.shape()[0], intensities.shape()[1]);
     let mask = read_mask(&file, n)?;
-    subtract_dark(&file, &mut intensities)?;
+    let noise_floor = subtract_dark(&file, &mut intensities)?;
     clear_bad_masked_pixels(&mut intensities, &mask);
     check_intensities(&file, data_field, &intensities)?;
     let positions = read_positions(&file, count, options)?;
@@ -136,6 +136,7 @@ pub fn read_with_info(path: &Path, options: &CxiOptions) -> Result<(Dataset, Cxi
         mask,
         positions,
         geometry,
+        noise_floor,
     };
     dataset.validate(&path.display().to_string())?;
     Ok((dataset, info))
@@ -176,14 +177,15 @@ fn read_mask(file: &H5File, n: usize) -> Result<Array2<bool>> {
     Array2::from_shape_vec((n, n), good).map_err(|e| file.error(MASK, e.to_string()))
 }
 
-/// Subtracts the mean dark frame (from [`DARK`] or [`DATA_DARK`]) and clips negatives to 0.
-fn subtract_dark(file: &H5File, intensities: &mut Array3<f32>) -> Result<()> {
+/// Subtracts the mean dark frame (from [`DARK`] or [`DATA_DARK`]) and clips negatives to 0;
+/// returns the noise floor the subtraction leaves (0 without dark frames, or with one).
+fn subtract_dark(file: &H5File, intensities: &mut Array3<f32>) -> Result<f64> {
     let n = intensities.shape()[1];
     let (field, dark) = match file.read_f32(DARK)? {
         Some(d) => (DARK, d),
         None => match file.read_f32(DATA_DARK)? {
             Some(d) => (DATA_DARK, d),
-            None => return Ok(()),
+            None => return Ok(0.0),
         },
     };
     let frames = match dark.shape.as_slice() {
@@ -213,7 +215,7 @@ fn subtract_dark(file: &H5File, intensities: &mut Array3<f32>) -> Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(noise_floor_of_darks(&dark.values, n * n).unwrap_or(0.0))
 }
 
 /// Sets masked pixels holding negative or non-finite values (gap markers) to 0.

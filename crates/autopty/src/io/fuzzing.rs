@@ -28,6 +28,7 @@ pub fn tiny_dataset() -> Result<Dataset> {
         mask: Array2::from_elem((n, n), true),
         positions: data.positions.slice(s![..4, ..]).to_owned(),
         geometry,
+        noise_floor: data.noise_floor,
     })
 }
 

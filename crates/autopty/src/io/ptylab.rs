@@ -179,6 +179,7 @@ pub fn read(path: &Path, options: &PtylabOptions) -> Result<(Dataset, PtylabInfo
         mask: Array2::from_elem((n, n), true),
         positions,
         geometry,
+        noise_floor: 0.0,
     };
     dataset.validate(&path.display().to_string())?;
     Ok((

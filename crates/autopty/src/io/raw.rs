@@ -2,7 +2,9 @@
 //! flat-field (gain) image and a mask image, turned into a [`Dataset`] by a fixed pipeline:
 //!
 //! 1. frames (J, H, W) from the TIFF stack, positions (J) from the text file (counts must agree);
-//! 2. dark frames averaged and subtracted, negative values clipped to 0;
+//! 2. dark frames averaged and subtracted, negative values clipped to 0; their spread from frame
+//!    to frame gives the noise floor (`noise_floor` overrides it), which binning and
+//!    resampling scale with the pixels they add up;
 //! 3. flat field (detector gain, uniform illumination) normalised to mean 1 over its bright
 //!    pixels; frames divided by it; pixels below 5 % of its median are masked;
 //! 4. mask image (non-zero = good pixel unless `mask_zero_is_good`);
@@ -20,7 +22,7 @@
 //! TOML description are relative to the TOML file's folder. Every error names the file and the
 //! field; nothing is written.
 
-use crate::dataset::Dataset;
+use crate::dataset::{noise_floor_of_darks, Dataset};
 use crate::error::{Error, Result};
 use crate::geometry::{wavelength_from_energy, Geometry, Regime};
 use crate::io::positions_file::{self, resolve, PositionsFile};
@@ -86,6 +88,10 @@ pub struct Preprocess {
     pub bin: usize,
     /// Final frame side (px) after resampling; absent = no resampling.
     pub size: Option<usize>,
+    /// Variance of the detector noise per stored pixel after dark subtraction (counts):
+    /// readout noise, dark current. Absent = measured from the dark frames (0 without at
+    /// least two of them).
+    pub noise_floor: Option<f64>,
 }
 
 impl Default for Preprocess {
@@ -97,6 +103,7 @@ impl Default for Preprocess {
             crop: None,
             bin: 1,
             size: None,
+            noise_floor: None,
         }
     }
 }
@@ -114,6 +121,8 @@ pub struct RawReport {
     pub dark_frames: usize,
     /// Mean of the averaged dark frame.
     pub dark_mean: Option<f64>,
+    /// The noise floor of the final frames (counts per pixel; see [`Dataset::noise_floor`]).
+    pub noise_floor: f64,
     /// Values clipped to 0 after the dark subtraction.
     pub clipped: usize,
     /// Hot and dead pixels found.
@@ -273,6 +282,7 @@ impl RawInput {
             stored_shape: [count, h, w],
             dark_frames: 0,
             dark_mean: None,
+            noise_floor: 0.0,
             clipped: 0,
             hot_pixels: 0,
             dead_pixels: 0,
@@ -299,6 +309,8 @@ impl RawInput {
             same_shape(path, "darks", (darks.dim().1, darks.dim().2))?;
             let dark = mean_frame(&darks);
             report.dark_frames = darks.dim().0;
+            let values = darks.as_slice().expect("a stack read in standard layout");
+            report.noise_floor = noise_floor_of_darks(values, h * w).unwrap_or(0.0);
             report.dark_mean = Some(dark.iter().map(|&v| v as f64).sum::<f64>() / (h * w) as f64);
             for mut frame in frames.outer_iter_mut() {
                 frame -= &dark;
@@ -309,6 +321,16 @@ impl RawInput {
                 *v = 0.0;
                 report.clipped += 1;
             }
+        }
+        if let Some(v) = pre.noise_floor {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::field(
+                    source,
+                    "preprocess.noise_floor",
+                    format!("expected a finite variance of at least 0 counts, found {v}"),
+                ));
+            }
+            report.noise_floor = v;
         }
         let mut mask = Array2::from_elem((h, w), true);
         if let Some(path) = &self.flat {
@@ -389,6 +411,8 @@ impl RawInput {
         }
         if bin > 1 {
             (frames, mask) = bin_frames(&frames, &mask, bin);
+            // A binned pixel sums bin^2 pixels' independent noise.
+            report.noise_floor *= (bin * bin) as f64;
         }
         let mut pixel = self.geometry.detector_pixel * bin as f64;
         // Resample.
@@ -403,6 +427,10 @@ impl RawInput {
         if size != binned_side {
             (frames, mask) = resample(&frames, &mask, size);
             pixel *= binned_side as f64 / size as f64;
+            // Per axis, an output pixel r input pixels wide adds about r whole pixels (r >= 1)
+            // or a fraction r of one (r < 1): its noise variance is about r or r^2 times theirs.
+            let r = binned_side as f64 / size as f64;
+            report.noise_floor *= if r >= 1.0 { r * r } else { r.powi(4) };
         }
         // Binned and resampled pixels that touch a masked pixel hold partial sums: clear them.
         for mut frame in frames.outer_iter_mut() {
@@ -418,6 +446,7 @@ impl RawInput {
             mask,
             positions,
             geometry,
+            noise_floor: report.noise_floor,
         };
         data.validate(&self.frames.display().to_string())?;
         Ok((data, report))

@@ -5,10 +5,17 @@
 //! `g_m = 2 dL/dI Psi_m` (the convention `g = dL/da + i dL/db`). Only pixels with mask weight 1
 //! count.
 //!
-//! - amplitude: `L = sum (sqrt(I) - sqrt(I_meas))^2`, `g_m = 2 (1 - sqrt(I_meas)/sqrt(I)) Psi_m`
-//!   (the default; robust to Poisson noise, the square roots of the data are taken once);
+//! - amplitude: `L = sum (sqrt(I + b) - sqrt(I_meas + b))^2`,
+//!   `g_m = 2 (1 - sqrt(I_meas + b)/sqrt(I + b)) Psi_m` (the default; robust to Poisson noise,
+//!   the square roots of the data are taken once);
 //! - intensity: `L = sum (I - I_meas)^2`;
-//! - Poisson negative log-likelihood: `L = sum I - I_meas ln(I + eps)` (constant terms dropped).
+//! - Poisson negative log-likelihood, as the deviance (zero for a perfect fit, never negative):
+//!   `L = sum (I + b) - (I_meas + b) - (I_meas + b) ln((I + b) / (I_meas + b))`.
+//!
+//! `b` is the detector's noise floor (photons per pixel, 0 for a photon-counting detector): the
+//! variance of the counts a pixel holds after dark subtraction. A dark-subtracted count is close
+//! to a Poisson count of `I + b` shifted by `b`, so comparing `I + b` with `I_meas + b` weights
+//! each pixel by its real noise: where the dark noise outweighs the signal, a pixel counts less.
 
 use num_complex::Complex32;
 use serde::{Deserialize, Serialize};
@@ -43,17 +50,21 @@ impl std::str::FromStr for LossKind {
 /// Intensity floor inside the Poisson logarithm (photons).
 const POISSON_EPS: f32 = 1e-3;
 
-/// One measured pattern: amplitudes `sqrt(I_meas)`, intensities and the mask weights (0 or 1).
-/// Only the field the loss reads must be filled (amplitudes for [`LossKind::Amplitude`],
+/// One measured pattern: amplitudes `sqrt(I_meas + b)`, intensities and the mask weights (0 or
+/// 1). Only the field the loss reads must be filled (amplitudes for [`LossKind::Amplitude`],
 /// intensities for the others); the other may be empty.
 #[derive(Clone, Copy)]
 pub struct Measured<'a> {
-    /// `sqrt(I_meas)` per pixel.
+    /// `sqrt(I_meas + background)` per pixel.
     pub amplitude: &'a [f32],
     /// `I_meas` per pixel (photons).
     pub intensity: &'a [f32],
     /// 1 for a valid pixel, 0 for a masked one.
     pub mask: &'a [f32],
+    /// The detector's noise floor `b` (photons per pixel): the variance of the counts left
+    /// after dark subtraction. The amplitude and Poisson losses compare `I + b` with
+    /// `I_meas + b`, so that pixels where the dark noise outweighs the signal count less.
+    pub background: f32,
 }
 
 /// Loss of one pattern from the detector fields of its M modes (`fields`, M * nn values), which
@@ -76,10 +87,10 @@ pub fn loss_and_scaled_gradient(
     data: Measured,
     factor: f32,
 ) -> f64 {
-    let mask = data.mask;
+    let (mask, b) = (data.mask, data.background);
     match kind {
         LossKind::Amplitude => sweep(fields, nn, mask, data.amplitude, factor, |a, i| {
-            let s = i.sqrt();
+            let s = (i + b).sqrt();
             let d = s - a;
             // Branch-free (so that it vectorises): d / s where s > 1e-12, else 0.
             let live = if s > 1e-12 { 1.0 } else { 0.0 };
@@ -90,8 +101,11 @@ pub fn loss_and_scaled_gradient(
             (d * d, 2.0 * d)
         }),
         LossKind::Poisson => sweep(fields, nn, mask, data.intensity, factor, |im, i| {
-            let denom = i + POISSON_EPS;
-            (i - im * denom.ln(), 1.0 - im / denom)
+            // The deviance: zero where the model matches the data, never negative.
+            // With r = (model - m) / m it is m (r - ln(1 + r)), accurate near a perfect fit.
+            let (m, model) = (im.max(0.0) + b + POISSON_EPS, i + b + POISSON_EPS);
+            let r = (model - m) / m;
+            (m * (r - r.ln_1p()), 1.0 - m / model)
         }),
     }
 }
@@ -178,16 +192,17 @@ mod tests {
         let fields = random_vec(modes * nn, 1);
         let truth = random_vec(nn, 2);
         let intensity: Vec<f32> = truth.iter().map(|v| v.norm_sqr() * 2.0 + 0.01).collect();
-        let amplitude: Vec<f32> = intensity.iter().map(|v| v.sqrt()).collect();
         let mut mask = vec![1.0f32; nn];
         mask[3] = 0.0;
-        let data = Measured {
-            amplitude: &amplitude,
-            intensity: &intensity,
-            mask: &mask,
-        };
         let dir = random_vec(modes * nn, 3);
-        for kind in [LossKind::Amplitude, LossKind::Intensity, LossKind::Poisson] {
+        for (kind, background) in kinds_and_backgrounds() {
+            let amplitude: Vec<f32> = intensity.iter().map(|v| (v + background).sqrt()).collect();
+            let data = Measured {
+                amplitude: &amplitude,
+                intensity: &intensity,
+                mask: &mask,
+                background,
+            };
             let mut g = fields.clone();
             loss_and_gradient(kind, &mut g, nn, data);
             let eps = 1e-3f32;
@@ -198,7 +213,7 @@ mod tests {
             let an = re_inner(&g, &dir);
             assert!(
                 (fd - an).abs() < 2e-3 * an.abs().max(1.0),
-                "{kind:?}: {an} vs {fd}"
+                "{kind:?}, b = {background}: {an} vs {fd}"
             );
         }
     }
@@ -212,15 +227,17 @@ mod tests {
         fields[17] = Complex32::default();
         let measured = random_vec(nn, 5);
         let intensity: Vec<f32> = measured.iter().map(|v| v.norm_sqr() + 0.01).collect();
-        let amplitude: Vec<f32> = intensity.iter().map(|v| v.sqrt()).collect();
         let mut mask = vec![1.0f32; nn];
         mask[300] = 0.0;
-        let data = Measured {
-            amplitude: &amplitude,
-            intensity: &intensity,
-            mask: &mask,
-        };
-        for kind in [LossKind::Amplitude, LossKind::Intensity, LossKind::Poisson] {
+        for (kind, background) in kinds_and_backgrounds() {
+            let b = background as f64;
+            let amplitude: Vec<f32> = intensity.iter().map(|v| (v + background).sqrt()).collect();
+            let data = Measured {
+                amplitude: &amplitude,
+                intensity: &intensity,
+                mask: &mask,
+                background,
+            };
             let mut g = fields.clone();
             let loss = loss_and_scaled_gradient(kind, &mut g, nn, data, -0.5);
             let mut want = 0.0f64;
@@ -229,7 +246,7 @@ mod tests {
                 let i = f.norm_sqr() as f64;
                 let (l, dl_di) = match kind {
                     LossKind::Amplitude => {
-                        let (s, a) = (i.sqrt(), amplitude[p] as f64);
+                        let (s, a) = ((i + b).sqrt(), amplitude[p] as f64);
                         ((s - a).powi(2), if s > 0.0 { (s - a) / s } else { 0.0 })
                     }
                     LossKind::Intensity => {
@@ -237,22 +254,57 @@ mod tests {
                         (d * d, 2.0 * d)
                     }
                     LossKind::Poisson => {
-                        let (m, d) = (intensity[p] as f64, i + POISSON_EPS as f64);
-                        (i - m * d.ln(), 1.0 - m / d)
+                        let eps = POISSON_EPS as f64;
+                        let (m, d) = (intensity[p] as f64 + b + eps, i + b + eps);
+                        (d - m - m * (d / m).ln(), 1.0 - m / d)
                     }
                 };
                 want += w * l;
                 let expect = f * (-0.5 * 2.0 * w * dl_di) as f32;
                 assert!(
                     (g[p] - expect).norm() < 1e-4 * (1.0 + expect.norm()),
-                    "{kind:?} pixel {p}: {} vs {expect}",
+                    "{kind:?}, b = {background}, pixel {p}: {} vs {expect}",
                     g[p]
                 );
             }
             assert!(
                 (loss - want).abs() < 1e-5 * want.abs(),
-                "{kind:?}: {loss} vs {want}"
+                "{kind:?}, b = {background}: {loss} vs {want}"
             );
+        }
+    }
+
+    /// Every loss, without and with a noise floor.
+    fn kinds_and_backgrounds() -> impl Iterator<Item = (LossKind, f32)> {
+        [LossKind::Amplitude, LossKind::Intensity, LossKind::Poisson]
+            .into_iter()
+            .flat_map(|kind| [(kind, 0.0), (kind, 1.5)])
+    }
+
+    #[test]
+    fn poisson_deviance_is_zero_at_the_data_and_positive_elsewhere() {
+        let nn = 3;
+        let intensity = vec![0.0f32, 4.0, 2500.0];
+        let mask = vec![1.0f32; nn];
+        for background in [0.0, 20.0] {
+            let data = Measured {
+                amplitude: &[],
+                intensity: &intensity,
+                mask: &mask,
+                background,
+            };
+            let at = |scale: f32| -> Vec<Complex32> {
+                intensity
+                    .iter()
+                    .map(|&i| Complex32::new((i * scale).sqrt(), 0.0))
+                    .collect()
+            };
+            let perfect = loss_only(LossKind::Poisson, &at(1.0), nn, data);
+            assert!(perfect.abs() < 1e-3, "b = {background}: {perfect}");
+            for scale in [0.9, 1.1] {
+                let off = loss_only(LossKind::Poisson, &at(scale), nn, data);
+                assert!(off > 0.5, "b = {background}, scale {scale}: {off}");
+            }
         }
     }
 
@@ -267,6 +319,7 @@ mod tests {
             amplitude: &amplitude,
             intensity: &intensity,
             mask: &mask,
+            background: 0.0,
         };
         assert_eq!(loss_only(LossKind::Amplitude, &fields, nn, data), 0.0);
     }

@@ -61,6 +61,7 @@ pub fn simulate(cfg: &SimConfig) -> Result<(Dataset, Truth)> {
         mask,
         positions: nominal.mapv(|v| v * pixel),
         geometry: misstate_distance(&geometry, cfg.corruption.distance_error),
+        noise_floor: 0.0,
     };
     dataset.validate(&format!("simulated dataset '{}'", cfg.name))?;
     tracing::info!(
