@@ -54,6 +54,7 @@ struct Spec {
     mask: Option<(Vec<u32>, Vec<u64>)>,
     regime: Option<&'static str>,
     source_distance: Option<f64>,
+    noise_floor: Option<f64>,
 }
 
 enum Stage {
@@ -95,6 +96,7 @@ impl Spec {
             mask: None,
             regime: None,
             source_distance: None,
+            noise_floor: None,
         }
     }
 
@@ -162,6 +164,7 @@ impl Spec {
                 .unwrap();
         }
         scalar(&mut autopty, "source_distance", self.source_distance);
+        scalar(&mut autopty, "noise_floor", self.noise_floor);
         entry.add_group(autopty.finish());
         b.add_group(entry.finish());
         b.write(path).unwrap();
@@ -200,10 +203,16 @@ fn assert_field_error(spec: Spec, field: &str) {
 
 #[test]
 fn write_then_read_is_exact() {
-    for (regime, z1) in [(Regime::FarField, None), (Regime::NearField, Some(0.012))] {
+    for (regime, z1, floor) in [
+        (Regime::FarField, None, 0.0),
+        (Regime::NearField, Some(0.012), 21.375),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let path = temp_file(&dir, "rt.cxi");
-        let original = sample_dataset(7, 16, regime, z1);
+        let original = Dataset {
+            noise_floor: floor,
+            ..sample_dataset(7, 16, regime, z1)
+        };
         cxi::write(&path, &original).unwrap();
         let back = cxi::read(&path, &CxiOptions::default()).unwrap();
         assert_eq!(back.intensities.shape(), &[7, 16, 16]);
@@ -219,6 +228,7 @@ fn write_then_read_is_exact() {
             assert!((a - b).abs() <= 1e-12 * a.abs().max(1e-9), "{a} vs {b}");
         }
         assert_eq!(back.geometry, original.geometry);
+        assert_eq!(back.noise_floor, original.noise_floor);
         // Only the final file remains: the write was atomic.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
@@ -441,6 +451,8 @@ fn malformed_fields_are_named() {
         }),
         cxi::TRANSLATION,
     );
+    assert_field_error(with(&|s| s.noise_floor = Some(-1.0)), cxi::NOISE_FLOOR);
+    assert_field_error(with(&|s| s.noise_floor = Some(f64::NAN)), cxi::NOISE_FLOOR);
     assert_field_error(with(&|s| s.distance = None), cxi::DISTANCE);
     assert_field_error(with(&|s| s.distance = Some(0.0)), cxi::DISTANCE);
     assert_field_error(with(&|s| s.distance = Some(f64::NAN)), cxi::DISTANCE);

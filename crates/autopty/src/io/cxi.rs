@@ -14,6 +14,7 @@
 //! | `/entry_1/instrument_1/detector_1/dark` or `.../data_dark` (N, N) or (K, N, N), optional | dark frame(s): averaged and subtracted, negatives clipped to 0; with K >= 2, their spread gives the noise floor |
 //! | `/entry_1/autopty/regime`, optional | `"far_field"` (default) or `"near_field"` (or 0 / 1) |
 //! | `/entry_1/autopty/source_distance`, optional | focus-to-sample distance `z1`, m (point source) |
+//! | `/entry_1/autopty/noise_floor`, optional | the detector's noise floor, counts per pixel (written when not 0; replaces the one measured from dark frames) |
 //!
 //! The last two are not part of the CXI standard; [`CxiOptions`] can override them.
 //!
@@ -68,6 +69,9 @@ pub const DATA_DARK: &str = "/entry_1/instrument_1/detector_1/data_dark";
 pub const REGIME: &str = "/entry_1/autopty/regime";
 /// autopty extension: focus-to-sample distance z1, m.
 pub const SOURCE_DISTANCE: &str = "/entry_1/autopty/source_distance";
+/// autopty extension: the detector's noise floor (counts per pixel, see
+/// [`Dataset::noise_floor`]); written when not 0.
+pub const NOISE_FLOOR: &str = "/entry_1/autopty/noise_floor";
 
 /// Options for reading positions and geometry from a CXI file.
 #[derive(Clone, Debug, Default)]
@@ -126,7 +130,8 @@ pub fn read_with_info(path: &Path, options: &CxiOptions) -> Result<(Dataset, Cxi
     let mut intensities = frames(&file, data_field, data)?;
     let (count, n) = (intensities.shape()[0], intensities.shape()[1]);
     let mask = read_mask(&file, n)?;
-    let noise_floor = subtract_dark(&file, &mut intensities)?;
+    let measured_floor = subtract_dark(&file, &mut intensities)?;
+    let noise_floor = read_noise_floor(&file)?.unwrap_or(measured_floor);
     clear_bad_masked_pixels(&mut intensities, &mask);
     check_intensities(&file, data_field, &intensities)?;
     let positions = read_positions(&file, count, options)?;
@@ -216,6 +221,23 @@ fn subtract_dark(file: &H5File, intensities: &mut Array3<f32>) -> Result<f64> {
         }
     }
     Ok(noise_floor_of_darks(&dark.values, n * n).unwrap_or(0.0))
+}
+
+/// The stored noise floor ([`NOISE_FLOOR`]), if any: a finite scalar of at least 0.
+fn read_noise_floor(file: &H5File) -> Result<Option<f64>> {
+    let Some(f) = file.read_f64(NOISE_FLOOR)? else {
+        return Ok(None);
+    };
+    match f.values.as_slice() {
+        &[v] if f.shape.is_empty() && v.is_finite() && v >= 0.0 => Ok(Some(v)),
+        other => Err(file.error(
+            NOISE_FLOOR,
+            format!(
+                "expected a scalar variance of at least 0 counts, found shape {:?} with {other:?}",
+                f.shape
+            ),
+        )),
+    }
 }
 
 /// Sets masked pixels holding negative or non-finite values (gap markers) to 0.
@@ -494,6 +516,9 @@ pub fn write(path: &Path, data: &Dataset) -> Result<()> {
     h5::stage_string(autopty.create_dataset("regime"), regime)?;
     if let Some(z1) = g.source_distance {
         h5::stage_scalar(autopty.create_dataset("source_distance"), z1);
+    }
+    if data.noise_floor > 0.0 {
+        h5::stage_scalar(autopty.create_dataset("noise_floor"), data.noise_floor);
     }
     entry.add_group(autopty.finish());
     builder.add_group(entry.finish());
