@@ -7,9 +7,10 @@
 //!   plane; y grows with the object's row index, x with its column index. Readers convert their
 //!   file's sign and axis conventions to this one; nothing else in the library does.
 //! - `geometry`: wavelength, distances, pixel sizes.
-//! - `noise_floor`: the variance (photons^2, in photons per pixel for Poisson-like noise) of
-//!   the detector noise left in each pixel after dark subtraction; 0 for a photon-counting
-//!   detector. The losses weight pixels by it (see [`crate::ops::loss`]).
+//! - `noise_floor`: the variance of the detector noise left in each pixel after dark
+//!   subtraction (counts squared; dark current, a Poisson count, has a variance of as many
+//!   counts as its mean), 0 for a photon-counting detector. The losses weight pixels by it
+//!   (see [`crate::ops::loss`]).
 //!
 //! Ground truth for simulated data lives in [`Truth`].
 
@@ -29,8 +30,8 @@ pub struct Dataset {
     pub positions: Array2<f64>,
     /// Experimental geometry.
     pub geometry: Geometry,
-    /// Variance of the detector noise per pixel after dark subtraction (photons), 0 when
-    /// there is none (photon counting) or it is unknown.
+    /// Variance of the detector noise per pixel after dark subtraction (counts squared), 0
+    /// when there is none (photon counting) or it is unknown.
     pub noise_floor: f64,
 }
 

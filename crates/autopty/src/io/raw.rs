@@ -4,7 +4,7 @@
 //! 1. frames (J, H, W) from the TIFF stack, positions (J) from the text file (counts must agree);
 //! 2. dark frames averaged and subtracted, negative values clipped to 0; their spread from frame
 //!    to frame gives the noise floor (`noise_floor` overrides it), which binning and
-//!    resampling scale with the pixels they add up;
+//!    resampling scale with the pixels they add up (the flat field's gain is left out);
 //! 3. flat field (detector gain, uniform illumination) normalised to mean 1 over its bright
 //!    pixels; frames divided by it; pixels below 5 % of its median are masked;
 //! 4. mask image (non-zero = good pixel unless `mask_zero_is_good`);
