@@ -74,3 +74,60 @@ fn recovers_distance_and_positions_from_corrupted_metadata() {
     );
     assert!(off.position_error_median.unwrap() > 5.0);
 }
+
+#[test]
+fn restarts_keep_the_run_with_the_lowest_final_loss() {
+    let (data, _) = autopty::sim::simulate(&autopty::sim::preset("small").unwrap()).unwrap();
+    let mut settings = GradientSettings {
+        epochs: 15,
+        seed: 5,
+        ..GradientSettings::default()
+    };
+    settings.registration.enabled = false;
+    settings.distance_search.enabled = false;
+    settings.alignment.rounds = 0;
+    settings.curvature_gauge.enabled = false;
+    let run = |settings: &GradientSettings| {
+        let mut on_epoch = |_: &autopty::EpochStats| {};
+        let control = Control {
+            on_epoch: &mut on_epoch,
+            stop: None,
+        };
+        gradient::run(&data, &ModelSettings::default(), settings, control).unwrap()
+    };
+    let final_loss = |o: &autopty::engines::Outcome| o.reconstruction.history.last().unwrap().loss;
+    let single: Vec<_> = [5, 6, 7]
+        .map(|seed| {
+            run(&GradientSettings {
+                seed,
+                ..settings.clone()
+            })
+        })
+        .into_iter()
+        .collect();
+    let losses: Vec<f64> = single.iter().map(final_loss).collect();
+    assert!(single.iter().all(|o| o.restart_losses.is_empty()));
+    let best = run(&GradientSettings {
+        restarts: 3,
+        ..settings.clone()
+    });
+    // Each restart is the run with its own seed, step for step.
+    assert_eq!(best.restart_losses, losses);
+    let lowest = (0..3)
+        .min_by(|&a, &b| losses[a].total_cmp(&losses[b]))
+        .unwrap();
+    assert_eq!(final_loss(&best), losses[lowest]);
+    assert_eq!(
+        best.reconstruction.object,
+        single[lowest].reconstruction.object
+    );
+    assert!(losses.iter().any(|&l| l != losses[lowest]), "{losses:?}");
+    let e = GradientSettings {
+        restarts: 0,
+        ..settings
+    }
+    .validate()
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("restarts"), "{e}");
+}

@@ -449,6 +449,23 @@ pub fn preparation_notes(outcome: &Outcome, job: &Job) -> Vec<(bool, String)> {
             }
         }
     }
+    if let Some(kept) = outcome
+        .restart_losses
+        .iter()
+        .enumerate()
+        .min_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(k, _)| k + 1)
+    {
+        let losses: Vec<String> = outcome
+            .restart_losses
+            .iter()
+            .map(|l| format!("{l:.4e}"))
+            .collect();
+        note!(
+            "restarts: final losses {}; kept restart {kept} (the other notes are its own)",
+            losses.join(", ")
+        );
+    }
     for (pass, g) in outcome.curvature_gauge.iter().enumerate() {
         if g.applied {
             note!(

@@ -86,6 +86,7 @@ impl EpochLog {
             alignment: None,
             registration: None,
             curvature_gauge: Vec::new(),
+            restart_losses: Vec::new(),
         }
     }
 }

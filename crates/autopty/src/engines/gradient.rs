@@ -77,6 +77,11 @@ pub struct GradientSettings {
     pub batch: usize,
     /// Seed of the minibatch shuffling.
     pub seed: u64,
+    /// Whole runs ([`run`]: preparation and joint run) from the seeds `seed`, `seed + 1`, ...;
+    /// the one with the lowest final loss is kept. On a hard case (large position errors,
+    /// noisy data) whether the alignment finds the scan's affine part depends on the minibatch
+    /// order, and the final loss tells a run that found it from one that did not.
+    pub restarts: usize,
     /// Update rule.
     pub optimizer: OptimizerKind,
     /// Data loss.
@@ -151,6 +156,7 @@ impl Default for GradientSettings {
             epochs: 300,
             batch: 5,
             seed: 0,
+            restarts: 1,
             optimizer: OptimizerKind::Adam,
             loss: LossKind::Amplitude,
             object: GroupSettings::new(true, 0.1, 1),
@@ -206,6 +212,9 @@ impl GradientSettings {
                 "expected at least 1 position per minibatch",
             ));
         }
+        if self.restarts == 0 {
+            return Err(Error::invalid("restarts", "expected at least 1 run, got 0"));
+        }
         for (name, g) in [
             ("object", &self.object),
             ("probe", &self.probe),
@@ -238,7 +247,9 @@ pub fn run(
 
 /// [`run`] with checkpoints: continues from `checkpointing.resume` when given (skipping the
 /// preparation stages it had finished) and hands a checkpoint to `checkpointing.save` every
-/// `checkpointing.every` epochs, when the run is interrupted and when it ends.
+/// `checkpointing.every` epochs, when the run is interrupted and when it ends. With
+/// `restarts` > 1 every restart saves to the same checkpoint, so a resumed run continues the
+/// restart it was stopped in, and returns it.
 pub fn run_resumable(
     data: &Dataset,
     model_settings: &ModelSettings,
@@ -247,6 +258,48 @@ pub fn run_resumable(
     mut checkpointing: Option<&mut Checkpointing>,
 ) -> Result<Outcome> {
     settings.validate()?;
+    let resuming = checkpointing
+        .as_ref()
+        .is_some_and(|c| c.resumed_start().is_some());
+    if settings.restarts > 1 && !resuming {
+        let mut best: Option<Outcome> = None;
+        let mut losses = Vec::with_capacity(settings.restarts);
+        for k in 0..settings.restarts {
+            let one = GradientSettings {
+                restarts: 1,
+                seed: settings.seed.wrapping_add(k as u64),
+                ..settings.clone()
+            };
+            let each = Control {
+                on_epoch: &mut *control.on_epoch,
+                stop: control.stop,
+            };
+            let outcome = run_resumable(
+                data,
+                model_settings,
+                &one,
+                each,
+                checkpointing.as_deref_mut(),
+            )?;
+            if control.should_stop() {
+                // Interrupted: this restart is what the checkpoint holds.
+                return Ok(outcome);
+            }
+            let loss = final_loss(&outcome);
+            tracing::info!(
+                "restart {} (seed {}): final loss {loss:.4e}",
+                k + 1,
+                one.seed
+            );
+            losses.push(loss);
+            if best.as_ref().is_none_or(|b| loss < final_loss(b)) {
+                best = Some(outcome);
+            }
+        }
+        let mut best = best.expect("at least one restart");
+        best.restart_losses = losses;
+        return Ok(best);
+    }
     if let Some(start) = checkpointing.as_ref().and_then(|c| c.resumed_start()) {
         tracing::info!(
             "resume: the preparation stages are done; the joint run starts at {:.6} m",
@@ -402,6 +455,15 @@ pub fn run_resumable(
     outcome.registration = registered;
     outcome.curvature_gauge = gauged;
     Ok(outcome)
+}
+
+/// The last epoch's loss of a run (infinite when it recorded none).
+fn final_loss(outcome: &Outcome) -> f64 {
+    outcome
+        .reconstruction
+        .history
+        .last()
+        .map_or(f64::INFINITY, |s| s.loss)
 }
 
 /// A model built from scratch at `distance` (m), with the positions corrected by `corrections`
@@ -735,5 +797,6 @@ pub fn run_from_resumable(
         alignment: None,
         registration: None,
         curvature_gauge: Vec::new(),
+        restart_losses: Vec::new(),
     })
 }

@@ -52,6 +52,9 @@ pub struct Outcome {
     pub registration: Option<registration::Registered>,
     /// The probe's curvature moved into the geometry before the joint run: one entry per pass.
     pub curvature_gauge: Vec<curvature_gauge::Gauged>,
+    /// The final loss of every restart (gradient engine, `restarts` > 1), in the order run;
+    /// the outcome is the lowest one's.
+    pub restart_losses: Vec<f64>,
 }
 
 /// The engines a job can name.
