@@ -18,7 +18,7 @@
 use crate::dataset::Dataset;
 use crate::fft::FftWork;
 use crate::model::{Gradients, Model, Subpixel};
-use crate::ops::loss::{loss_and_gradient, LossKind, Measured};
+use crate::ops::loss::{loss_and_gradient, measured_amplitude, LossKind, Measured};
 use crate::ops::modes::{add_probe_gradient, exit_waves, patch_gradient};
 use crate::ops::sampler::{position_gradient, sample, scatter_add, Placement};
 use crate::ops::shift::{FourierShift, Ramp};
@@ -123,7 +123,7 @@ impl Objective {
             background,
             kind,
             measured: match kind {
-                LossKind::Amplitude => data.intensities.mapv(|v| (v.max(0.0) + background).sqrt()),
+                LossKind::Amplitude => data.intensities.mapv(|v| measured_amplitude(v, background)),
                 LossKind::Intensity | LossKind::Poisson => {
                     data.intensities.as_standard_layout().into_owned()
                 }

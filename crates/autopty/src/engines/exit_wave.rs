@@ -26,7 +26,7 @@
 use crate::dataset::Dataset;
 use crate::fft::FftWork;
 use crate::model::{Model, Subpixel};
-use crate::ops::loss::{loss_and_scaled_gradient, LossKind, Measured};
+use crate::ops::loss::{loss_and_scaled_gradient, measured_amplitude, LossKind, Measured};
 use crate::ops::sampler::{sample, scatter_add, Placement};
 use crate::ops::shift::{FourierShift, Ramp};
 use crate::propagate::{PropWork, Propagator};
@@ -58,7 +58,7 @@ impl Patterns {
             .collect();
         let background = data.noise_floor as f32;
         Patterns {
-            amplitude: data.intensities.mapv(|v| (v.max(0.0) + background).sqrt()),
+            amplitude: data.intensities.mapv(|v| measured_amplitude(v, background)),
             photons,
             mask,
             total,

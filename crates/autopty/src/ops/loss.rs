@@ -67,6 +67,12 @@ pub struct Measured<'a> {
     pub background: f32,
 }
 
+/// The amplitude the amplitude loss compares with: `sqrt(I_meas + b)` for a measured count
+/// `I_meas` (negative counts read as 0) and the noise floor `b`.
+pub fn measured_amplitude(intensity: f32, background: f32) -> f32 {
+    (intensity.max(0.0) + background).sqrt()
+}
+
 /// Loss of one pattern from the detector fields of its M modes (`fields`, M * nn values), which
 /// are replaced by their gradients.
 pub fn loss_and_gradient(
@@ -196,7 +202,10 @@ mod tests {
         mask[3] = 0.0;
         let dir = random_vec(modes * nn, 3);
         for (kind, background) in kinds_and_backgrounds() {
-            let amplitude: Vec<f32> = intensity.iter().map(|v| (v + background).sqrt()).collect();
+            let amplitude: Vec<f32> = intensity
+                .iter()
+                .map(|&v| measured_amplitude(v, background))
+                .collect();
             let data = Measured {
                 amplitude: &amplitude,
                 intensity: &intensity,
@@ -231,7 +240,10 @@ mod tests {
         mask[300] = 0.0;
         for (kind, background) in kinds_and_backgrounds() {
             let b = background as f64;
-            let amplitude: Vec<f32> = intensity.iter().map(|v| (v + background).sqrt()).collect();
+            let amplitude: Vec<f32> = intensity
+                .iter()
+                .map(|&v| measured_amplitude(v, background))
+                .collect();
             let data = Measured {
                 amplitude: &amplitude,
                 intensity: &intensity,
