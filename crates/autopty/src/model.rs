@@ -94,6 +94,9 @@ pub struct Model {
     pub corrections: Array2<f64>,
     /// Refined distance (m): z for a plane wave, z1 for a point source.
     pub distance: f64,
+    /// Relative astigmatism `[e0, e1]` of the near-field propagation (see [`crate::propagate`]):
+    /// 0 except in the curvature gauge's passes, which refine it to measure the scan's shape.
+    pub astigmatism: [f64; 2],
     /// Geometry with the starting distance (the refined one is applied on demand).
     geometry: Geometry,
     /// Nominal positions (J, 2) in metres, shifted so each column's minimum is 0.
@@ -115,6 +118,8 @@ pub struct Gradients {
     pub corrections: Array2<f64>,
     /// dL/dz per metre of the refined distance.
     pub distance: f64,
+    /// dL/de of the relative astigmatism.
+    pub astigmatism: [f64; 2],
 }
 
 impl Gradients {
@@ -125,6 +130,7 @@ impl Gradients {
             probe: Array3::zeros(model.probe.raw_dim()),
             corrections: Array2::zeros(model.corrections.raw_dim()),
             distance: 0.0,
+            astigmatism: [0.0; 2],
         }
     }
 
@@ -134,6 +140,7 @@ impl Gradients {
         self.probe.fill(Complex32::default());
         self.corrections.fill(0.0);
         self.distance = 0.0;
+        self.astigmatism = [0.0; 2];
     }
 }
 
@@ -193,6 +200,7 @@ impl Model {
             probe,
             corrections: Array2::zeros((data.len(), 2)),
             distance: geometry.refined_distance(),
+            astigmatism: [0.0; 2],
             geometry,
             positions_m,
             border,

@@ -48,6 +48,8 @@ struct Slot {
     g_patch: Vec<Complex32>,
     loss: f64,
     dz: f64,
+    /// dL/de of the propagation's astigmatism.
+    de: [f64; 2],
     dpos: [f64; 2],
 }
 
@@ -106,6 +108,7 @@ impl Objective {
                 g_patch: vec![Complex32::default(); nn],
                 loss: 0.0,
                 dz: 0.0,
+                de: [0.0; 2],
                 dpos: [0.0; 2],
             })
             .collect();
@@ -169,6 +172,7 @@ impl Objective {
         if let Propagator::Near(_) = self.propagator {
             let z = model.propagation_distance();
             self.propagator.set_distance(z);
+            self.propagator.set_astigmatism(model.astigmatism);
         }
         let n = model.frame();
         let nn = n * n;
@@ -249,12 +253,15 @@ impl Objective {
                     return;
                 }
                 s.dz = 0.0;
+                s.de = [0.0; 2];
                 let mut ds = [0.0; 2];
                 for (k, f) in s.fields.chunks_exact_mut(nn).enumerate() {
                     let cache =
                         (cache_len > 0).then(|| &s.cache[k * cache_len..(k + 1) * cache_len]);
                     let extras = prop.adjoint_moved(f, cache, s.shift, work);
                     s.dz += extras.dz;
+                    s.de[0] += extras.astigmatism[0];
+                    s.de[1] += extras.astigmatism[1];
                     ds[0] += extras.ds[0];
                     ds[1] += extras.ds[1];
                 }
@@ -317,6 +324,8 @@ impl Objective {
                 g.corrections[[s.j, 1]] += s.dpos[1];
                 let dp = model.position_distance_derivative(s.j);
                 g.distance += s.dz * dz_factor + s.dpos[0] * dp[0] + s.dpos[1] * dp[1];
+                g.astigmatism[0] += s.de[0];
+                g.astigmatism[1] += s.de[1];
             }
         }
         loss

@@ -23,9 +23,16 @@
 //! transfer function, and its gradient `dL/ds` comes out of the adjoint like `dL/dz`. In far field
 //! a moved exit wave only adds a phase ramp to the detector field, which no intensity sees.
 //!
+//! **Astigmatism.** The near-field propagator may also carry a relative astigmatism `e`: the
+//! paraxial phase `-pi lambda z (fx^2 + fy^2)` of `H` becomes
+//! `-pi lambda z ((1 + e0) fx^2 + (1 - e0) fy^2 + 2 e1 fx fy)`, i.e. the propagation distance
+//! along x is `z (1 + e0)`, along y `z (1 - e0)`, and `e1` shears the pair (f in cycles/m). It
+//! measures how far the scan's shape is from the one the data want (see
+//! [`crate::engines::curvature_gauge`]); it is 0 everywhere else.
+//!
 //! The adjoint of each propagator is exact (unitary FFTs, `crop^T = pad`), and the near-field
 //! adjoint also returns `dL/dz = Re <g, dPsi/dz>` using the spectrum cached by the forward pass,
-//! where `dPsi/dz = crop(IFFT(i (k_z - k) H FFT(pad(psi))))`.
+//! where `dPsi/dz = crop(IFFT(i (k_z - k) H FFT(pad(psi))))`, and likewise `dL/de`.
 
 use crate::fft::{fill_phase_ramp, freq_index, task_values, transpose_block, Fft2, FftWork};
 use num_complex::Complex32;
@@ -126,8 +133,9 @@ pub struct PropWork {
     /// P x N).
     window: Vec<Complex32>,
     ramps: (Vec<Complex32>, Vec<Complex32>),
-    /// Per row of the padded spectrum: the adjoint's sums for dL/dz and dL/ds.
-    row_sums: Vec<[f32; 3]>,
+    /// Per row of the padded spectrum: the adjoint's sums for dL/dz, dL/ds and the
+    /// astigmatism's gradient.
+    row_sums: Vec<[f32; 4]>,
 }
 
 /// Far- or near-field propagator for N x N frames.
@@ -155,9 +163,12 @@ pub struct NearField {
     wavelength: f64,
     pixel: f64,
     distance: f64,
+    /// Relative astigmatism `[e0, e1]` of the propagation (module docs).
+    astigmatism: [f64; 2],
     /// `k_z - k` per padded frequency bin (rad/m); 0 where evanescent (where `H` is 0).
     kz_minus_k: Vec<f32>,
-    /// Transfer function `H` for the current distance (0 where evanescent).
+    /// Transfer function `H` for the current distance and astigmatism (0 where evanescent), in
+    /// transposed order (`[kx * P + ky]`).
     transfer: Vec<Complex32>,
     /// Signed frequency (cycles per pixel) of each padded FFT bin along one axis.
     freq: Vec<f64>,
@@ -172,6 +183,8 @@ pub struct AdjointExtras {
     pub dz: f64,
     /// dL/ds (per pixel of exit-wave move, (row, col)).
     pub ds: [f64; 2],
+    /// dL/de of the relative astigmatism `[e0, e1]` (module docs).
+    pub astigmatism: [f64; 2],
 }
 
 impl Propagator {
@@ -210,12 +223,13 @@ impl Propagator {
             wavelength,
             pixel,
             distance: f64::NAN,
+            astigmatism: [0.0; 2],
             kz_minus_k,
             transfer: vec![Complex32::default(); np * np],
             freq32: freq.iter().map(|&f| f as f32).collect(),
             freq,
         };
-        near.set_distance(distance);
+        near.set_transfer(distance, [0.0; 2]);
         Propagator::Near(near)
     }
 
@@ -250,7 +264,7 @@ impl Propagator {
                 strip: vec![Complex32::default(); p.n * p.padded],
                 window: vec![Complex32::default(); p.padded * p.n],
                 ramps: (Vec::with_capacity(p.padded), Vec::with_capacity(p.padded)),
-                row_sums: vec![[0.0; 3]; p.padded],
+                row_sums: vec![[0.0; 4]; p.padded],
             },
         }
     }
@@ -258,7 +272,15 @@ impl Propagator {
     /// Changes the propagation distance (m); no-op in far field.
     pub fn set_distance(&mut self, distance: f64) {
         if let Propagator::Near(p) = self {
-            p.set_distance(distance);
+            p.set_transfer(distance, p.astigmatism);
+        }
+    }
+
+    /// Changes the relative astigmatism `[e0, e1]` of a near-field propagation (module docs);
+    /// no-op in far field.
+    pub fn set_astigmatism(&mut self, astigmatism: [f64; 2]) {
+        if let Propagator::Near(p) = self {
+            p.set_transfer(p.distance, astigmatism);
         }
     }
 
@@ -370,11 +392,12 @@ impl NearField {
         (self.wavelength, self.pixel)
     }
 
-    fn set_distance(&mut self, distance: f64) {
-        if distance == self.distance {
+    fn set_transfer(&mut self, distance: f64, astigmatism: [f64; 2]) {
+        if distance == self.distance && astigmatism == self.astigmatism {
             return;
         }
         self.distance = distance;
+        self.astigmatism = astigmatism;
         let transfer = &mut self.transfer;
         for_each_symmetric_bin(self.padded, self.wavelength, self.pixel, |bins, d| {
             let h = d.map_or(Complex32::default(), |d| {
@@ -389,6 +412,25 @@ impl NearField {
                 transfer[i] = h;
             }
         });
+        if astigmatism != [0.0; 2] {
+            // Times exp(i c (e0 (fx^2 - fy^2) + 2 e1 fx fy)), f in cycles per pixel; this
+            // breaks the symmetry above, so every bin is computed.
+            let [e0, e1] = astigmatism;
+            let c = self.astigmatism_phase_scale();
+            let np = self.padded;
+            for (row, &fx) in self.transfer.chunks_exact_mut(np).zip(&self.freq) {
+                for (h, &fy) in row.iter_mut().zip(&self.freq) {
+                    let phase = c * (e0 * (fx * fx - fy * fy) + 2.0 * e1 * fx * fy);
+                    let (sin, cos) = (phase as f32).sin_cos();
+                    *h *= Complex32::new(cos, sin);
+                }
+            }
+        }
+    }
+
+    /// `-pi lambda z / dx^2`: the paraxial phase per (cycle/px)^2 (rad).
+    fn astigmatism_phase_scale(&self) -> f64 {
+        -std::f64::consts::PI * self.wavelength * self.distance / (self.pixel * self.pixel)
     }
 
     fn offset(&self) -> usize {
@@ -421,15 +463,15 @@ impl NearField {
         strip: &[Complex32],
         window: &mut [Complex32],
         cache: Option<&mut [Complex32]>,
-        sums: &mut [[f32; 3]],
-        f: impl Fn(usize, &mut [Complex32]) -> [f32; 3] + Sync,
+        sums: &mut [[f32; 4]],
+        f: impl Fn(usize, &mut [Complex32]) -> [f32; 4] + Sync,
     ) {
         let (n, np) = (self.n, self.padded);
         let per_task = (task_values() / (GROUP * np)).max(1);
         let group = |g: usize,
                      window: &mut [Complex32],
                      cache: Option<&mut [Complex32]>,
-                     sums: &mut [[f32; 3]]| {
+                     sums: &mut [[f32; 4]]| {
             let k0 = g * GROUP;
             let width = window.len() / n;
             GROUP_ROWS.with_borrow_mut(|buffer| {
@@ -523,9 +565,9 @@ impl NearField {
         let np = self.padded;
         for (r, row) in buf.chunks_exact_mut(np).enumerate() {
             let ry = ramps.0[r];
-            let hrow = &self.transfer[r * np..(r + 1) * np];
-            for ((b, h), rx) in row.iter_mut().zip(hrow).zip(&ramps.1) {
-                let hs = h * ry * rx;
+            for (c, (b, rx)) in row.iter_mut().zip(&ramps.1).enumerate() {
+                // `transfer` is in transposed order (without astigmatism it is symmetric).
+                let hs = self.transfer[c * np + r] * ry * rx;
                 *b *= if conjugate { hs.conj() } else { hs };
             }
         }
@@ -583,7 +625,7 @@ impl NearField {
         // frequency ky (ramp `ramps.0`); `H` is symmetric, so it multiplies in either order.
         let multiply = |kx: usize, row: &mut [Complex32]| {
             self.transfer_row(kx, row, rxs[kx] * scale, ry, false);
-            [0.0; 3]
+            [0.0; 4]
         };
         let cache = (!cache.is_empty()).then_some(cache);
         self.middle(strip, window, cache, row_sums, multiply);
@@ -629,20 +671,30 @@ impl NearField {
             };
             self.middle(strip, window, None, row_sums, row_op);
             let (mut dz, mut dsy, mut dsx) = (0.0f64, 0.0f64, 0.0f64);
-            for ([row_z, row_q, row_y], f) in row_sums.iter().zip(&self.freq) {
+            // Sums of q fx^2, q fy^2 and q fx fy for the astigmatism.
+            let (mut qxx, mut qyy, mut qxy) = (0.0f64, 0.0f64, 0.0f64);
+            for ([row_z, row_q, row_y, row_yy], f) in row_sums.iter().zip(&self.freq) {
                 dz += *row_z as f64;
                 dsx += *row_q as f64 * f;
                 dsy += *row_y as f64;
+                qxx += *row_q as f64 * f * f;
+                qyy += *row_yy as f64;
+                qxy += *row_y as f64 * f;
             }
             let (q_scale, tau) = (scale as f64, std::f64::consts::TAU);
+            let c = self.astigmatism_phase_scale() * q_scale;
+            let de = [c * (qxx - qyy), c * 2.0 * qxy];
+            let [e0, e1] = self.astigmatism;
             extras = AdjointExtras {
-                dz: dz * q_scale,
+                // The astigmatic phase grows with z too.
+                dz: dz * q_scale + (e0 * de[0] + e1 * de[1]) / self.distance,
                 ds: [tau * dsy * q_scale, tau * dsx * q_scale],
+                astigmatism: de,
             };
         } else {
             let multiply = |kx: usize, row: &mut [Complex32]| {
                 self.transfer_row(kx, row, rxs[kx] * scale, ry, true);
-                [0.0; 3]
+                [0.0; 4]
             };
             self.middle(strip, window, None, row_sums, multiply);
         }
@@ -660,8 +712,8 @@ struct AdjointRamps<'a> {
 }
 
 /// One row of the near-field adjoint's fused pass: `g <- g conj(Hs) scale` with
-/// `Hs = H r_x r_y`, and the row's sums of `d q`, `q` and `q f_y` for the distance and move
-/// gradients, `q = -Im(conj(g) Hs S)` (see [`NearField::adjoint`]). Eight independent partial
+/// `Hs = H r_x r_y`, and the row's sums of `d q`, `q`, `q f_y` and `q f_y^2` for the distance,
+/// move and astigmatism gradients, `q = -Im(conj(g) Hs S)` (see [`NearField::adjoint`]). Eight independent partial
 /// sums per quantity let the compiler vectorise the loop.
 fn adjoint_row(
     row: &mut [Complex32],
@@ -670,9 +722,9 @@ fn adjoint_row(
     d: &[f32],
     ramps: AdjointRamps,
     scale: f32,
-) -> [f32; 3] {
+) -> [f32; 4] {
     const LANES: usize = 8;
-    let mut acc = [[0.0f32; LANES]; 3];
+    let mut acc = [[0.0f32; LANES]; 4];
     let mut add = |lane: usize,
                    g: &mut Complex32,
                    h: Complex32,
@@ -687,7 +739,9 @@ fn adjoint_row(
         let q = gv.im * p.re - gv.re * p.im;
         acc[0][lane] += d * q;
         acc[1][lane] += q;
-        acc[2][lane] += q * fy;
+        let qy = q * fy;
+        acc[2][lane] += qy;
+        acc[3][lane] += qy * fy;
     };
     let whole = row.len() - row.len() % LANES;
     let (body, tail) = row.split_at_mut(whole);
@@ -770,7 +824,14 @@ mod tests {
 
     #[test]
     fn full_grid_propagation_crops_to_the_moved_forward() {
-        let p = Propagator::near(32, 1e-9, 0.05, 1e-6);
+        for astigmatism in [[0.0; 2], [0.05, -0.03]] {
+            full_grid_matches_window(astigmatism);
+        }
+    }
+
+    fn full_grid_matches_window(astigmatism: [f64; 2]) {
+        let mut p = Propagator::near(32, 1e-9, 0.05, 1e-6);
+        p.set_astigmatism(astigmatism);
         let (n, np) = (p.n(), p.full_size());
         assert!(np > n);
         let o = (np - n) / 2;
@@ -936,6 +997,90 @@ mod tests {
             "dz: analytic {} vs finite difference {fd}",
             extras.dz
         );
+    }
+
+    #[test]
+    fn astigmatism_and_distance_gradients_match_finite_differences() {
+        // L(e, z) = sum |A(z, e, s) x - t|^2 on a padded grid, with a move.
+        let (n, lambda, dx) = (40, 1e-9, 0.5e-6);
+        let x = random(n * n, 41);
+        let target = random(n * n, 42);
+        let (s, z, e) = ([0.3, -0.4], 0.03, [0.02, -0.015]);
+        let loss = |e: [f64; 2], z: f64| {
+            let mut p = Propagator::near(n, lambda, 0.03, dx);
+            p.set_distance(z);
+            p.set_astigmatism(e);
+            let mut y = x.clone();
+            p.forward_moved(&mut y, &mut [], s, &mut p.work());
+            y.iter()
+                .zip(&target)
+                .map(|(a, b)| (a - b).norm_sqr() as f64)
+                .sum::<f64>()
+        };
+        let mut p = Propagator::near(n, lambda, z, dx);
+        p.set_astigmatism(e);
+        let mut work = p.work();
+        let mut y = x.clone();
+        let mut cache = vec![Complex32::default(); p.cache_len()];
+        p.forward_moved(&mut y, &mut cache, s, &mut work);
+        let mut g: Vec<Complex32> = y.iter().zip(&target).map(|(a, b)| (a - b) * 2.0).collect();
+        let extras = p.adjoint_moved(&mut g, Some(&cache), s, &mut work);
+        for k in 0..2 {
+            let eps = 1e-4;
+            let (mut a, mut b) = (e, e);
+            a[k] += eps;
+            b[k] -= eps;
+            let fd = (loss(a, z) - loss(b, z)) / (2.0 * eps);
+            assert!(
+                (extras.astigmatism[k] - fd).abs() < 2e-3 * fd.abs(),
+                "e{k}: analytic {} vs finite difference {fd}",
+                extras.astigmatism[k]
+            );
+        }
+        let eps = 1e-4 * z;
+        let fd = (loss(e, z + eps) - loss(e, z - eps)) / (2.0 * eps);
+        assert!(
+            (extras.dz - fd).abs() < 2e-3 * fd.abs(),
+            "dz: analytic {} vs finite difference {fd}",
+            extras.dz
+        );
+    }
+
+    #[test]
+    fn astigmatism_lengthens_the_x_propagation_and_shortens_the_y_one() {
+        // On an unpadded (periodic) grid a field that varies along one axis only stays so, and
+        // with astigmatism e0 it propagates as over z (1 + e0) along x and z (1 - e0) along y.
+        let (n, lambda, dx, z, e0) = (64, 1e-9, 1e-6, 0.02, 0.1);
+        let profile = |t: usize| {
+            let u = t as f64 / n as f64;
+            Complex32::new(
+                (1.0 + 0.5 * (6.0 * std::f64::consts::TAU * u).cos()) as f32,
+                (0.3 * (11.0 * std::f64::consts::TAU * u).sin()) as f32,
+            )
+        };
+        for along_x in [true, false] {
+            let field: Vec<Complex32> = (0..n * n)
+                .map(|i| profile(if along_x { i % n } else { i / n }))
+                .collect();
+            let propagate = |z: f64, e: [f64; 2]| {
+                let mut p = Propagator::near_padded(n, n, lambda, z, dx);
+                p.set_astigmatism(e);
+                let mut y = field.clone();
+                p.forward(&mut y, &mut [], &mut p.work());
+                y
+            };
+            let astigmatic = propagate(z, [e0, 0.0]);
+            let stretched = propagate(z * if along_x { 1.0 + e0 } else { 1.0 - e0 }, [0.0; 2]);
+            let plain = propagate(z, [0.0; 2]);
+            let diff = |a: &[Complex32], b: &[Complex32]| {
+                a.iter()
+                    .zip(b)
+                    .map(|(u, v)| (u - v).norm())
+                    .fold(0.0f32, f32::max)
+            };
+            assert!(diff(&astigmatic, &stretched) < 1e-4, "along x: {along_x}");
+            assert!(diff(&astigmatic, &plain) > 1e-2, "along x: {along_x}");
+        }
     }
 
     #[test]

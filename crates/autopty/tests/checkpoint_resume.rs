@@ -243,3 +243,25 @@ fn with_several_threads_a_resumed_run_agrees_to_float_rounding() {
         }
     });
 }
+
+#[test]
+fn a_joint_start_with_a_probe_round_trips_exactly() {
+    use autopty::engines::checkpoint::JointStart;
+    use num_complex::Complex32;
+    let probe = ndarray::Array3::from_shape_fn((2, 3, 4), |(m, r, c)| {
+        Complex32::new(0.1 * m as f32 + r as f32 / 3.0, -(c as f32) / 7.0)
+    });
+    let c = Checkpoint {
+        start: Some(JointStart {
+            distance: 0.1 + 1e-17,
+            corrections: Some(ndarray::Array2::from_elem((3, 2), 1.0 / 3.0)),
+            probe: Some(probe),
+        }),
+        joint: None,
+    };
+    let meta = serde_json::json!({"job": "x"});
+    let bytes = checkpoint::encode(&c, &meta).unwrap();
+    let (back, back_meta) = checkpoint::decode(Path::new("c.autopty"), &bytes).unwrap();
+    assert_eq!(back, c);
+    assert_eq!(back_meta, meta);
+}

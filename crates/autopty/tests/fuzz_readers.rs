@@ -145,6 +145,10 @@ fn valid_checkpoint() -> &'static [u8] {
             start: Some(JointStart {
                 distance: 0.1,
                 corrections: Some(ndarray::Array2::zeros((3, 2))),
+                probe: Some(ndarray::Array3::from_elem(
+                    (1, 4, 4),
+                    num_complex::Complex32::new(0.5, -0.25),
+                )),
             }),
             joint: None,
         };

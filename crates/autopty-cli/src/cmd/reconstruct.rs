@@ -489,6 +489,26 @@ pub fn preparation_notes(outcome: &Outcome, job: &Job) -> Vec<(bool, String)> {
                 ),
             ));
         }
+        if g.astigmatism_applied {
+            note!(
+                "curvature gauge, pass {}: the propagation's astigmatism ({:+.5}, {:+.5}) moved \
+                 into the scan's shape",
+                pass + 1,
+                g.astigmatism[0],
+                g.astigmatism[1]
+            );
+        } else if g.astigmatism != [0.0; 2] {
+            notes.push((
+                true,
+                format!(
+                    "curvature gauge: the refined astigmatism ({:+.4}, {:+.4}) is more than the \
+                     {} % this stage is trusted with; the scan's shape was left as it was",
+                    g.astigmatism[0],
+                    g.astigmatism[1],
+                    100.0 * autopty::engines::curvature_gauge::MAX_SCALE_CHANGE
+                ),
+            ));
+        }
     }
     notes
 }

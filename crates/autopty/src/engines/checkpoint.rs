@@ -80,6 +80,9 @@ pub struct JointStart {
     pub distance: f64,
     /// Starting position corrections (J, 2) px, if a stage found them.
     pub corrections: Option<Array2<f64>>,
+    /// Starting probe modes (M, N, N), when the curvature gauge gave the fresh probe an
+    /// astigmatism (otherwise the run starts from the fresh probe itself).
+    pub probe: Option<Array3<Complex32>>,
 }
 
 /// The state of the joint run between two minibatches.

@@ -309,13 +309,28 @@ pub fn run_resumable(
             fix_scan_affine: false,
             ..settings.clone()
         };
-        let (model, objective) = fresh_start(
+        let (mut model, objective) = fresh_start(
             data,
             model_settings,
             &joint,
             start.distance,
             start.corrections.as_ref(),
         )?;
+        if let Some(p) = &start.probe {
+            if p.dim() != model.probe.dim() {
+                return Err(Error::invalid(
+                    "checkpoint start_probe",
+                    format!(
+                        "expected shape {:?} (from the data and the model settings), the \
+                         checkpoint holds {:?}; the number of probe modes and the frame size \
+                         cannot change on resume",
+                        model.probe.dim(),
+                        p.dim()
+                    ),
+                ));
+            }
+            model.probe.assign(p);
+        }
         if let Some(c) = checkpointing.as_mut() {
             c.start = Some(start);
         }
@@ -398,6 +413,9 @@ pub fn run_resumable(
         ..settings.clone()
     };
     let mut gauged = Vec::new();
+    // The astigmatism of the probe of the member the gauge chose, which the next pass's and the
+    // joint run's fresh probes are given.
+    let mut astigmatism_handed_on = None;
     if settings.curvature_gauge.enabled
         && settings.positions.enabled
         && settings.distance.enabled
@@ -412,41 +430,65 @@ pub fn run_resumable(
             if control.should_stop() {
                 break;
             }
-            let (model, objective) =
+            let (mut model, objective) =
                 fresh_start(data, model_settings, &stage, distance, corrections.as_ref())?;
+            if let Some(a) = astigmatism_handed_on {
+                model.probe = curvature_gauge::with_astigmatism(&model.probe, a);
+            }
             let quiet = Control {
                 on_epoch: &mut |_| {},
                 stop: control.stop,
             };
-            let measured = run_from(data, model, objective, &stage, quiet)?;
+            let astigmatism_lr = gauge.astigmatism.then_some(stage.distance.lr);
+            let (measured, astigmatism) =
+                run_epochs(data, model, objective, &stage, quiet, None, astigmatism_lr)?;
             if measured.stopped_early.is_some() {
                 break;
             }
             let scan_pixel = data.geometry.with_refined_distance(distance).sample_pixel();
-            let g = curvature_gauge::transfer(&measured.reconstruction, scan_pixel);
+            let g = curvature_gauge::transfer(&measured.reconstruction, scan_pixel, astigmatism);
             tracing::info!(
-                "curvature gauge: probe curvature {:.4} /m, scale factor {:.5}{}",
+                "curvature gauge: probe curvature {:.4} /m, scale factor {:.5}{}; astigmatism \
+                 ({:+.5}, {:+.5}){}",
                 g.curvature,
                 g.factor,
-                if g.applied { "" } else { " (not applied)" }
+                if g.applied { "" } else { " (not applied)" },
+                g.astigmatism[0],
+                g.astigmatism[1],
+                if g.astigmatism_applied || g.astigmatism == [0.0; 2] {
+                    ""
+                } else {
+                    " (not applied)"
+                }
             );
-            let done = !g.applied || (g.factor - 1.0).abs() <= gauge.tolerance;
-            if g.applied {
+            let shaped =
+                !g.astigmatism_applied || g.astigmatism.iter().all(|e| e.abs() <= gauge.tolerance);
+            let done = (!g.applied || (g.factor - 1.0).abs() <= gauge.tolerance) && shaped;
+            if g.applied || g.astigmatism_applied {
                 distance = g.distance;
                 corrections = Some(g.corrections.clone());
             }
+            astigmatism_handed_on = Some(curvature_gauge::handed_on_astigmatism(
+                &measured.reconstruction,
+                &g,
+            ));
             gauged.push(g);
             if done {
                 break;
             }
         }
     }
-    let (model, objective) =
+    let (mut model, objective) =
         fresh_start(data, model_settings, &joint, distance, corrections.as_ref())?;
+    let probe = astigmatism_handed_on.map(|a| {
+        model.probe = curvature_gauge::with_astigmatism(&model.probe, a);
+        model.probe.clone()
+    });
     if let Some(c) = checkpointing.as_mut().filter(|_| !control.should_stop()) {
         c.start = Some(JointStart {
             distance,
             corrections: corrections.clone(),
+            probe,
         });
     }
     let mut outcome = run_from_resumable(data, model, objective, &joint, control, checkpointing)?;
@@ -507,12 +549,36 @@ pub fn run_from(
 /// fresh start the checkpointed run began from.
 pub fn run_from_resumable(
     data: &Dataset,
+    model: Model,
+    objective: Objective,
+    settings: &GradientSettings,
+    control: Control,
+    checkpointing: Option<&mut Checkpointing>,
+) -> Result<Outcome> {
+    let (outcome, _) = run_epochs(
+        data,
+        model,
+        objective,
+        settings,
+        control,
+        checkpointing,
+        None,
+    )?;
+    Ok(outcome)
+}
+
+/// The epochs of [`run_from_resumable`]. With `astigmatism_lr`, the propagation's astigmatism
+/// (see [`crate::propagate`]) is refined too, from 0 and while the distance is, at that learning
+/// rate (the curvature gauge's passes); its final value is returned with the outcome.
+fn run_epochs(
+    data: &Dataset,
     mut model: Model,
     mut objective: Objective,
     settings: &GradientSettings,
     control: Control,
     mut checkpointing: Option<&mut Checkpointing>,
-) -> Result<Outcome> {
+    astigmatism_lr: Option<f64>,
+) -> Result<(Outcome, [f64; 2])> {
     let start = Instant::now();
     let j = model.len();
     let n = model.frame();
@@ -524,6 +590,7 @@ pub fn run_from_resumable(
     let mut opt_probe = Optimizer::new(settings.optimizer, 2 * model.probe.len(), 1);
     let mut opt_positions = Optimizer::new(settings.optimizer, 2 * j, j);
     let mut opt_distance = Optimizer::new(settings.optimizer, 1, 1);
+    let mut opt_astigmatism = Optimizer::new(settings.optimizer, 2, 1);
     let probe_rms =
         (model.probe.iter().map(|v| v.norm_sqr() as f64).sum::<f64>() / (n * n) as f64).sqrt();
     let energy_target = probe::measured_energy(data);
@@ -606,6 +673,7 @@ pub fn run_from_resumable(
             grads.probe.fill(Default::default());
             grads.corrections.fill(0.0);
             grads.distance = 0.0;
+            grads.astigmatism = [0.0; 2];
             let loss = objective.evaluate(&model, chunk, Some(&mut grads));
             if !loss.is_finite() {
                 stopped_early = Some(format!(
@@ -717,6 +785,9 @@ pub fn run_from_resumable(
                 u[0] = u[0].max(-0.9);
                 model.distance = z0 * (1.0 + u[0]);
             }
+            if let Some(lr) = astigmatism_lr.filter(|_| settings.distance.active(epoch)) {
+                opt_astigmatism.step_rows(&mut model.astigmatism, &grads.astigmatism, 2, &[0], lr);
+            }
         }
         if settings.fix_scan_affine && settings.positions.active(epoch) {
             scan_affine::keep_affine_part(&mut model.corrections, &reference_corrections, &nominal);
@@ -790,7 +861,8 @@ pub fn run_from_resumable(
         history,
         settings: serde_json::to_value(settings).unwrap_or_default(),
     };
-    Ok(Outcome {
+    let astigmatism = model.astigmatism;
+    let outcome = Outcome {
         reconstruction,
         stopped_early,
         distance_search: None,
@@ -798,5 +870,6 @@ pub fn run_from_resumable(
         registration: None,
         curvature_gauge: Vec::new(),
         restart_losses: Vec::new(),
-    })
+    };
+    Ok((outcome, astigmatism))
 }

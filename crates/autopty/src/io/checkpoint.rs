@@ -27,6 +27,9 @@ struct Scalars {
     format: u32,
     start_distance: Option<u64>,
     has_start_corrections: bool,
+    /// Absent in checkpoints written before the joint run could start from a given probe.
+    #[serde(default)]
+    has_start_probe: bool,
     joint: Option<JointScalars>,
     meta: serde_json::Value,
 }
@@ -89,6 +92,13 @@ pub fn encode(checkpoint: &Checkpoint, meta: &serde_json::Value) -> Result<Vec<u
             "start_corrections",
             c.shape(),
             Values::F64(c.iter().copied().collect()),
+        ));
+    }
+    if let Some(p) = checkpoint.start.as_ref().and_then(|s| s.probe.as_ref()) {
+        arrays.push(arr(
+            "start_probe",
+            p.shape(),
+            Values::C64(p.iter().copied().collect()),
         ));
     }
     let joint = checkpoint.joint.as_ref().map(|j| {
@@ -161,6 +171,7 @@ pub fn encode(checkpoint: &Checkpoint, meta: &serde_json::Value) -> Result<Vec<u
             .start
             .as_ref()
             .is_some_and(|s| s.corrections.is_some()),
+        has_start_probe: checkpoint.start.as_ref().is_some_and(|s| s.probe.is_some()),
         joint,
         meta: meta.clone(),
     };
@@ -282,6 +293,11 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<(Checkpoint, serde_json::Valu
             distance: f64::from_bits(bits),
             corrections: if scalars.has_start_corrections {
                 Some(a.f64_2("start_corrections")?)
+            } else {
+                None
+            },
+            probe: if scalars.has_start_probe {
+                Some(a.c64_3("start_probe")?)
             } else {
                 None
             },
