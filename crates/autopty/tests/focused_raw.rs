@@ -119,7 +119,8 @@ fn focused_beam_from_tiff_darks_and_positions_refines_z1() {
     // z1 0.63 %, magnitude SSIM 0.64, positions 0.95 px, 7 s. With the nominal scan held in
     // pixels while z1 is refined (model.rs) and up to three gauge passes: z1 1.0-1.6 %, SSIM
     // 0.76 / 0.89-0.90, positions 0.31-0.35 px, 11-32 s. With the noise floor measured from the
-    // darks (about 22 counts; ops/loss.rs): z1 1.04 %, SSIM 0.764 / 0.894, 0.359 px, 26 s.
+    // darks (about 22 counts; ops/loss.rs): z1 1.04 %, SSIM 0.764 / 0.894, 0.359 px, 26 s. With
+    // the gauge's astigmatism (curvature_gauge.rs): z1 1.29 %, SSIM 0.759 / 0.896, 0.338 px.
     assert!(
         s.ssim_magnitude > 0.65,
         "magnitude SSIM {}",
