@@ -954,36 +954,75 @@ mod tests {
         );
     }
 
-    #[test]
-    fn move_and_distance_gradients_match_finite_differences_on_a_padded_grid() {
-        // L(s, z) = sum |A(z, s) x - t|^2 on a grid with padding and evanescent corners.
-        let (n, lambda, dx) = (48, 1e-9, 0.5e-6);
-        let x = random(n * n, 31);
-        let target = random(n * n, 32);
-        let loss = |s: [f64; 2], z: f64| {
-            let p = Propagator::near(n, lambda, z, dx);
-            let mut y = x.clone();
+    /// `L(s, z, e) = sum |A(z, e, s) x - t|^2` for random `x` and `t` on a near-field grid
+    /// padded for the distance `z0`, and its analytic gradients.
+    struct Misfit {
+        n: usize,
+        lambda: f64,
+        dx: f64,
+        z0: f64,
+        x: Vec<Complex32>,
+        target: Vec<Complex32>,
+    }
+
+    impl Misfit {
+        fn new(n: usize, lambda: f64, dx: f64, z0: f64, seed: u64) -> Self {
+            Misfit {
+                n,
+                lambda,
+                dx,
+                z0,
+                x: random(n * n, seed),
+                target: random(n * n, seed + 1),
+            }
+        }
+
+        fn propagator(&self, z: f64, e: [f64; 2]) -> Propagator {
+            let mut p = Propagator::near(self.n, self.lambda, self.z0, self.dx);
+            p.set_distance(z);
+            p.set_astigmatism(e);
+            p
+        }
+
+        fn loss(&self, s: [f64; 2], z: f64, e: [f64; 2]) -> f64 {
+            let p = self.propagator(z, e);
+            let mut y = self.x.clone();
             p.forward_moved(&mut y, &mut [], s, &mut p.work());
             y.iter()
-                .zip(&target)
+                .zip(&self.target)
                 .map(|(a, b)| (a - b).norm_sqr() as f64)
                 .sum::<f64>()
-        };
-        let (s, z) = ([0.37, -0.21], 0.03);
-        let p = Propagator::near(n, lambda, z, dx);
-        assert!(p.full_size() > n + 40, "padded to {}", p.full_size());
-        let mut work = p.work();
-        let mut y = x.clone();
-        let mut cache = vec![Complex32::default(); p.cache_len()];
-        p.forward_moved(&mut y, &mut cache, s, &mut work);
-        let mut g: Vec<Complex32> = y.iter().zip(&target).map(|(a, b)| (a - b) * 2.0).collect();
-        let extras = p.adjoint_moved(&mut g, Some(&cache), s, &mut work);
+        }
+
+        fn gradients(&self, s: [f64; 2], z: f64, e: [f64; 2]) -> AdjointExtras {
+            let p = self.propagator(z, e);
+            let mut work = p.work();
+            let mut y = self.x.clone();
+            let mut cache = vec![Complex32::default(); p.cache_len()];
+            p.forward_moved(&mut y, &mut cache, s, &mut work);
+            let mut g: Vec<Complex32> = y
+                .iter()
+                .zip(&self.target)
+                .map(|(a, b)| (a - b) * 2.0)
+                .collect();
+            p.adjoint_moved(&mut g, Some(&cache), s, &mut work)
+        }
+    }
+
+    #[test]
+    fn move_and_distance_gradients_match_finite_differences_on_a_padded_grid() {
+        // On a grid with padding and evanescent corners.
+        let (s, z, e) = ([0.37, -0.21], 0.03, [0.0; 2]);
+        let misfit = Misfit::new(48, 1e-9, 0.5e-6, z, 31);
+        let padded = misfit.propagator(z, e).full_size();
+        assert!(padded > 48 + 40, "padded to {padded}");
+        let extras = misfit.gradients(s, z, e);
         for k in 0..2 {
             let eps = 1e-3;
             let (mut a, mut b) = (s, s);
             a[k] += eps;
             b[k] -= eps;
-            let fd = (loss(a, z) - loss(b, z)) / (2.0 * eps);
+            let fd = (misfit.loss(a, z, e) - misfit.loss(b, z, e)) / (2.0 * eps);
             assert!(
                 (extras.ds[k] - fd).abs() < 2e-3 * fd.abs().max(1.0),
                 "axis {k}: analytic {} vs finite difference {fd}",
@@ -991,7 +1030,7 @@ mod tests {
             );
         }
         let eps = 1e-4 * z;
-        let fd = (loss(s, z + eps) - loss(s, z - eps)) / (2.0 * eps);
+        let fd = (misfit.loss(s, z + eps, e) - misfit.loss(s, z - eps, e)) / (2.0 * eps);
         assert!(
             (extras.dz - fd).abs() < 2e-3 * fd.abs(),
             "dz: analytic {} vs finite difference {fd}",
@@ -1001,36 +1040,16 @@ mod tests {
 
     #[test]
     fn astigmatism_and_distance_gradients_match_finite_differences() {
-        // L(e, z) = sum |A(z, e, s) x - t|^2 on a padded grid, with a move.
-        let (n, lambda, dx) = (40, 1e-9, 0.5e-6);
-        let x = random(n * n, 41);
-        let target = random(n * n, 42);
+        // With a move, on a padded grid.
         let (s, z, e) = ([0.3, -0.4], 0.03, [0.02, -0.015]);
-        let loss = |e: [f64; 2], z: f64| {
-            let mut p = Propagator::near(n, lambda, 0.03, dx);
-            p.set_distance(z);
-            p.set_astigmatism(e);
-            let mut y = x.clone();
-            p.forward_moved(&mut y, &mut [], s, &mut p.work());
-            y.iter()
-                .zip(&target)
-                .map(|(a, b)| (a - b).norm_sqr() as f64)
-                .sum::<f64>()
-        };
-        let mut p = Propagator::near(n, lambda, z, dx);
-        p.set_astigmatism(e);
-        let mut work = p.work();
-        let mut y = x.clone();
-        let mut cache = vec![Complex32::default(); p.cache_len()];
-        p.forward_moved(&mut y, &mut cache, s, &mut work);
-        let mut g: Vec<Complex32> = y.iter().zip(&target).map(|(a, b)| (a - b) * 2.0).collect();
-        let extras = p.adjoint_moved(&mut g, Some(&cache), s, &mut work);
+        let misfit = Misfit::new(40, 1e-9, 0.5e-6, z, 41);
+        let extras = misfit.gradients(s, z, e);
         for k in 0..2 {
             let eps = 1e-4;
             let (mut a, mut b) = (e, e);
             a[k] += eps;
             b[k] -= eps;
-            let fd = (loss(a, z) - loss(b, z)) / (2.0 * eps);
+            let fd = (misfit.loss(s, z, a) - misfit.loss(s, z, b)) / (2.0 * eps);
             assert!(
                 (extras.astigmatism[k] - fd).abs() < 2e-3 * fd.abs(),
                 "e{k}: analytic {} vs finite difference {fd}",
@@ -1038,7 +1057,7 @@ mod tests {
             );
         }
         let eps = 1e-4 * z;
-        let fd = (loss(e, z + eps) - loss(e, z - eps)) / (2.0 * eps);
+        let fd = (misfit.loss(s, z + eps, e) - misfit.loss(s, z - eps, e)) / (2.0 * eps);
         assert!(
             (extras.dz - fd).abs() < 2e-3 * fd.abs(),
             "dz: analytic {} vs finite difference {fd}",

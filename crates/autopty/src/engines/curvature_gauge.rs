@@ -218,6 +218,8 @@ pub struct Gauged {
     /// Whether the astigmatism was moved into the scan (it is not when a part exceeds
     /// [`MAX_SCALE_CHANGE`]).
     pub astigmatism_applied: bool,
+    /// Astigmatism (rad/px^2, as in [`QuadraticPhase`]) of the strongest probe mode.
+    pub probe_astigmatism: [f64; 2],
     /// Refined distance (m) before: the distance, or `z1` for a point source.
     pub distance_before: f64,
     /// Refined distance (m) to go on from.
@@ -293,6 +295,7 @@ pub fn transfer(rec: &Reconstruction, scan_pixel: f64, astigmatism: [f64; 2]) ->
         applied,
         astigmatism,
         astigmatism_applied,
+        probe_astigmatism: fit.astigmatism,
         distance_before,
         distance,
         corrections,
@@ -300,14 +303,15 @@ pub fn transfer(rec: &Reconstruction, scan_pixel: f64, astigmatism: [f64; 2]) ->
 }
 
 /// The astigmatism (rad/px^2, as in [`QuadraticPhase`]) of the probe of the member
-/// [`transfer`] chose: that of `rec`'s strongest mode (the pass that `gauged` measured) plus
+/// [`transfer`] chose: that of `rec`'s strongest mode (the pass that `gauged` measured, which
+/// [`transfer`] fitted) plus
 /// the astigmatic curvature the per-axis theorem gives the probe,
 /// `pi dx^2 / (lambda z_eff) [e0, e1]`. The next stage's fresh probe gets it (see
 /// [`with_astigmatism`]): without it, the scan of a run from a fresh probe drifts to the shape
 /// that stands in for the missing curvature (measured on `paper` at 0.1 m: each 100-epoch pass
 /// moved the stretch and shear back by about 0.1 %, and the next transfer forward by as much).
 pub fn handed_on_astigmatism(rec: &Reconstruction, gauged: &Gauged) -> [f64; 2] {
-    let own = fit_quadratic_phase(strongest_mode(&rec.probe)).astigmatism;
+    let own = gauged.probe_astigmatism;
     if !gauged.astigmatism_applied {
         return own;
     }
