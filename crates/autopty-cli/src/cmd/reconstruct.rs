@@ -438,6 +438,17 @@ pub fn preparation_notes(outcome: &Outcome, job: &Job) -> Vec<(bool, String)> {
                 r.median_correction,
                 r.seconds
             );
+            for m in &r.rescued {
+                note!(
+                    "  frame {} searched and moved by ({:+.0}, {:+.0}) px: its loss fell from {:.1} \
+                     to {:.1} times the median frame's",
+                    m.frame,
+                    m.offset[0],
+                    m.offset[1],
+                    m.loss_ratio[0],
+                    m.loss_ratio[1]
+                );
+            }
             if let Some(found) = r.search.as_ref().filter(|f| !f.interior) {
                 if (r.distance - found.distance).abs() > 0.0 {
                     note!(

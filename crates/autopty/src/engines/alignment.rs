@@ -11,16 +11,18 @@
 //! Each round therefore (1) rebuilds the object and probe from scratch at the current distance
 //! and positions, and refines the positions while the object gradient is smoothed by a Gaussian
 //! whose width falls to zero over the round (a smooth object cannot memorise wrong placements,
-//! and the next round forgets what this one memorised); then (2) searches the distance on the
-//! loss profile with the improved positions ([`super::distance_search`]), over the full range
-//! until a search finds a minimum inside its interval, and over a narrow one after that (a
-//! narrow search whose lowest loss is at an end moves the distance to that end). The smoothing of
-//! the first round falls linearly to zero by the last. In the near field the rounds start from
-//! the scan registered from the holograms ([`super::registration`]), about a pixel off.
+//! and the next round forgets what this one memorised); (2) tries the frames whose loss stands
+//! out at every whole pixel nearby ([`super::position_rescue`]); then (3) searches the distance
+//! on the loss profile with the improved positions ([`super::distance_search`]), over the full
+//! range until a search finds a minimum inside its interval, and over a narrow one after that (a
+//! narrow search whose lowest loss is at an end moves the distance to that end). The smoothing
+//! of the first round falls linearly to zero by the last. In the near field the rounds start
+//! from the scan registered from the holograms ([`super::registration`]), about a pixel off.
 
 use crate::dataset::Dataset;
 use crate::engines::distance_search::{self, DistanceSearch, SearchResult};
 use crate::engines::gradient::{fresh_start, run_from, GradientSettings};
+use crate::engines::position_rescue::{self, Moved};
 use crate::engines::Control;
 use crate::error::{Error, Result};
 use crate::model::ModelSettings;
@@ -39,12 +41,22 @@ pub struct Alignment {
     /// Position learning rate (px per step) in the rounds.
     pub position_lr: f64,
     /// Object-gradient smoothing (px) at the start of the first round; `None` = an eighth of
-    /// the frame (8 px for 64 x 64 frames, 16 px for 128 x 128).
+    /// the frame (16 px for 128 x 128 frames), or a 32nd (4 px) when the rounds start from a
+    /// registered scan most neighbour pairs agree with (about a pixel off: wider smoothing lets
+    /// well placed frames drift by several pixels, measured on `paper` at 0.065 m).
     pub smoothing: Option<f64>,
     /// Relative half-width of the distance searches after the first round.
     pub later_range: f64,
     /// Coarse trials of the distance searches after the first round.
     pub later_points: usize,
+    /// After each round, search the frames whose loss stands out for a better position
+    /// ([`super::position_rescue`]): frames the registration placed tens of pixels wrong,
+    /// which the narrow smoothing cannot pull in.
+    pub rescue: bool,
+    /// Frames whose loss exceeds this multiple of the median frame loss are searched.
+    pub rescue_ratio: f64,
+    /// Radius (px) of the search; `None` = 0.3 N.
+    pub rescue_radius: Option<f64>,
 }
 
 impl Default for Alignment {
@@ -56,6 +68,9 @@ impl Default for Alignment {
             smoothing: None,
             later_range: 0.08,
             later_points: 5,
+            rescue: true,
+            rescue_ratio: 3.0,
+            rescue_radius: None,
         }
     }
 }
@@ -84,6 +99,18 @@ impl Alignment {
                 format!("expected a width >= 0 px, got {s}"),
             ));
         }
+        if !(self.rescue_ratio.is_finite() && self.rescue_ratio > 1.0) {
+            return Err(Error::invalid(
+                "alignment.rescue_ratio",
+                format!("expected a number above 1, got {}", self.rescue_ratio),
+            ));
+        }
+        if let Some(r) = self.rescue_radius.filter(|r| !(r.is_finite() && *r >= 1.0)) {
+            return Err(Error::invalid(
+                "alignment.rescue_radius",
+                format!("expected a radius of at least 1 px, got {r}"),
+            ));
+        }
         DistanceSearch {
             range: self.later_range,
             points: self.later_points,
@@ -105,6 +132,8 @@ pub struct Round {
     pub loss: f64,
     /// Seconds since the alignment started.
     pub seconds: f64,
+    /// Frames the round's rescue moved.
+    pub rescued: Vec<Moved>,
     /// The round's distance search, if one ran.
     pub search: Option<SearchResult>,
 }
@@ -122,14 +151,17 @@ pub struct Aligned {
 
 /// Runs the alignment rounds of `gradient.alignment` on `data`, starting from the refined
 /// distance `start_distance` (m) and the position corrections `initial` (J x 2 px; none =
-/// nominal positions). `searched`: a full-range search has already found `start_distance`, so the
-/// rounds search narrowly around it.
+/// nominal positions). `registered`: `initial` is a registered scan most neighbour pairs agree
+/// with. `searched`: a full-range search has already found `start_distance`, so the rounds
+/// search narrowly around it.
+#[allow(clippy::too_many_arguments)]
 pub fn align(
     data: &Dataset,
     model_settings: &ModelSettings,
     gradient: &GradientSettings,
     start_distance: f64,
     initial: Option<&Array2<f64>>,
+    registered: bool,
     searched: bool,
     control: &Control,
 ) -> Result<Aligned> {
@@ -147,7 +179,11 @@ pub fn align(
             break;
         }
         let fraction = 1.0 - round as f64 / (settings.rounds.max(2) - 1) as f64;
-        let sigma = settings.smoothing.unwrap_or(data.frame() as f64 / 8.0) * fraction;
+        let n = data.frame() as f64;
+        let sigma = settings
+            .smoothing
+            .unwrap_or(if registered { n / 32.0 } else { n / 8.0 })
+            * fraction;
         let (model, objective) =
             fresh_start(data, model_settings, gradient, distance, Some(&corrections))?;
         let mut stage = gradient.clone();
@@ -173,6 +209,29 @@ pub fn align(
         }
         let rec = outcome.reconstruction;
         corrections = &rec.positions - &rec.nominal_positions;
+        let mut rescued = Vec::new();
+        if settings.rescue {
+            let (mut model, mut objective) =
+                fresh_start(data, model_settings, gradient, distance, Some(&corrections))?;
+            model.object.assign(&rec.object);
+            model.probe.assign(&rec.probe);
+            let radius = settings.rescue_radius.unwrap_or(0.3 * n);
+            rescued =
+                position_rescue::rescue(&mut model, &mut objective, settings.rescue_ratio, radius);
+            corrections = model.corrections;
+            for m in &rescued {
+                tracing::info!(
+                    "alignment round {}: frame {} moved by ({:+.0}, {:+.0}) px, its loss from \
+                     {:.1} to {:.1} times the median",
+                    round + 1,
+                    m.frame,
+                    m.offset[0],
+                    m.offset[1],
+                    m.loss_ratio[0],
+                    m.loss_ratio[1]
+                );
+            }
+        }
         let search = if search_distance {
             let mut s = gradient.distance_search.clone();
             // Narrow once a search has found an interior minimum.
@@ -215,6 +274,7 @@ pub fn align(
             median_correction: lengths.get(lengths.len() / 2).copied().unwrap_or(0.0),
             loss: rec.history.last().map_or(f64::NAN, |s| s.loss),
             seconds: start.elapsed().as_secs_f64(),
+            rescued,
             search,
         };
         tracing::info!(

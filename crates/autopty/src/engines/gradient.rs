@@ -342,6 +342,7 @@ pub fn run_resumable(
     let mut searched = None;
     let mut aligned = None;
     let mut registered = None;
+    let mut trusted = false;
     if settings.positions.enabled
         && settings.registration.enabled
         && data.geometry.regime == Regime::NearField
@@ -360,7 +361,8 @@ pub fn run_resumable(
         }
         corrections = Some(r.corrections.clone());
         // Hold the scan's affine part only where it is known well.
-        settings.fix_scan_affine &= r.trusted(settings.registration.trusted_fraction);
+        trusted = r.trusted(settings.registration.trusted_fraction);
+        settings.fix_scan_affine &= trusted;
         registered = Some(r);
     } else {
         settings.fix_scan_affine = false;
@@ -398,6 +400,7 @@ pub fn run_resumable(
             settings,
             distance,
             corrections.as_ref(),
+            trusted,
             found,
             &control,
         )?;

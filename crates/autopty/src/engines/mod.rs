@@ -13,6 +13,7 @@ pub mod fresnel_scale;
 pub mod gradient;
 mod overlap;
 pub mod pie;
+pub mod position_rescue;
 pub mod registration;
 
 use crate::dataset::Dataset;

@@ -109,6 +109,8 @@ pub struct Registered {
     pub median_misfit: f64,
     /// Frames with no kept pair: they stay at their nominal positions.
     pub unregistered: usize,
+    /// For each frame, the number of its neighbour pairs that agree with the fit.
+    pub frame_pairs_kept: Vec<usize>,
 }
 
 impl Registered {
@@ -137,12 +139,12 @@ pub fn register(
     let guesses = pair_shifts(first.positions.view(), &pairs);
     let shifts = features.measure(&pairs, &guesses, settings.refine_radius);
     let fit = robust_fit(nominal, &pairs, &shifts, settings.prior_sigma);
-    let mut touched = vec![false; nominal.nrows()];
+    let mut frame_pairs_kept = vec![0; nominal.nrows()];
     let mut misfits = Vec::new();
     for (i, &(j, k)) in pairs.iter().enumerate() {
         if fit.weights[i] > 0.0 {
-            touched[j] = true;
-            touched[k] = true;
+            frame_pairs_kept[j] += 1;
+            frame_pairs_kept[k] += 1;
             misfits.push(fit.misfits[i]);
         }
     }
@@ -151,7 +153,8 @@ pub fn register(
         pairs: pairs.len(),
         pairs_kept: misfits.len(),
         median_misfit: median(&mut misfits),
-        unregistered: touched.iter().filter(|t| !**t).count(),
+        unregistered: frame_pairs_kept.iter().filter(|&&n| n == 0).count(),
+        frame_pairs_kept,
     })
 }
 
