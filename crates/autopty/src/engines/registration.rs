@@ -109,8 +109,6 @@ pub struct Registered {
     pub median_misfit: f64,
     /// Frames with no kept pair: they stay at their nominal positions.
     pub unregistered: usize,
-    /// For each frame, the number of its neighbour pairs that agree with the fit.
-    pub frame_pairs_kept: Vec<usize>,
 }
 
 impl Registered {
@@ -139,12 +137,12 @@ pub fn register(
     let guesses = pair_shifts(first.positions.view(), &pairs);
     let shifts = features.measure(&pairs, &guesses, settings.refine_radius);
     let fit = robust_fit(nominal, &pairs, &shifts, settings.prior_sigma);
-    let mut frame_pairs_kept = vec![0; nominal.nrows()];
+    let mut touched = vec![false; nominal.nrows()];
     let mut misfits = Vec::new();
     for (i, &(j, k)) in pairs.iter().enumerate() {
         if fit.weights[i] > 0.0 {
-            frame_pairs_kept[j] += 1;
-            frame_pairs_kept[k] += 1;
+            touched[j] = true;
+            touched[k] = true;
             misfits.push(fit.misfits[i]);
         }
     }
@@ -153,8 +151,7 @@ pub fn register(
         pairs: pairs.len(),
         pairs_kept: misfits.len(),
         median_misfit: median(&mut misfits),
-        unregistered: frame_pairs_kept.iter().filter(|&&n| n == 0).count(),
-        frame_pairs_kept,
+        unregistered: touched.iter().filter(|t| !**t).count(),
     })
 }
 
