@@ -331,6 +331,21 @@ impl Objective {
         loss
     }
 
+    /// Loss of the single position `j`, without gradients, with each detector pixel counted in
+    /// proportion to `weights` (N x N, row-major, in [0, 1]) on top of the detector mask.
+    pub fn evaluate_weighted(&mut self, model: &Model, j: usize, weights: &[f32]) -> f64 {
+        assert_eq!(
+            weights.len(),
+            self.mask.len(),
+            "one weight per detector pixel"
+        );
+        let weighted = self.mask.iter().zip(weights).map(|(m, w)| m * w).collect();
+        let mask = std::mem::replace(&mut self.mask, weighted);
+        let loss = self.evaluate(model, &[j], None);
+        self.mask = mask;
+        loss
+    }
+
     /// Loss over all positions, without gradients.
     pub fn total_loss(&mut self, model: &Model) -> f64 {
         let j = model.len();

@@ -1,30 +1,27 @@
-//! End to end, the scenario at the `small` size: the stored distance is 30 % long and
-//! every stored position errs by 5 px (Gaussian). The alignment rounds, the distance searches
-//! and the joint gradient run must recover both, and the result must beat a run that trusts
-//! the metadata by a wide margin.
+//! End to end, the scenario at test size (`paper_small`: 64 px frames, 7 x 7 positions,
+//! the paper's object detail per pixel): the stored distance is 30 % long and every stored
+//! position errs by 5 px (Gaussian; 10 px at the paper's 128 px frames). The default job
+//! (registration, distance search, alignment rounds, curvature gauge, joint run) must meet the
+//! issue's bars, and the same run with refinement off must be far worse. Also the restarts.
 
 use autopty::engines::gradient::GradientSettings;
 use autopty::engines::{gradient, Control};
 use autopty::metrics::{score, Score};
 use autopty::model::ModelSettings;
 
-fn reconstruct(data: &autopty::Dataset, truth: &autopty::Truth, refine: bool) -> Score {
-    let mut settings = GradientSettings {
-        epochs: 200,
-        ..GradientSettings::default()
-    };
-    settings.object.lr = 0.05;
-    settings.probe.lr = 0.05;
-    settings.positions.lr = 0.2;
-    settings.positions.start_epoch = 2;
-    settings.positions.enabled = refine;
-    settings.distance.enabled = refine;
+/// Runs the gradient engine with `settings` and scores the result.
+fn reconstruct(
+    data: &autopty::Dataset,
+    truth: &autopty::Truth,
+    settings: &GradientSettings,
+) -> Score {
+    let refine = settings.positions.enabled;
     let mut on_epoch = |_: &autopty::EpochStats| {};
     let control = Control {
         on_epoch: &mut on_epoch,
         stop: None,
     };
-    let outcome = gradient::run(data, &ModelSettings::default(), &settings, control).unwrap();
+    let outcome = gradient::run(data, &ModelSettings::default(), settings, control).unwrap();
     assert!(outcome.stopped_early.is_none());
     assert_eq!(outcome.alignment.is_some(), refine);
     let s = score(&outcome.reconstruction, truth).unwrap();
@@ -34,45 +31,44 @@ fn reconstruct(data: &autopty::Dataset, truth: &autopty::Truth, refine: bool) ->
 
 #[test]
 fn recovers_distance_and_positions_from_corrupted_metadata() {
-    let cfg = autopty::sim::preset("small").unwrap();
+    let cfg = autopty::sim::preset("paper_small").unwrap();
     assert_eq!(cfg.corruption.distance_error, 0.3);
     assert_eq!(cfg.corruption.position_jitter, 5.0);
     let (data, truth) = autopty::sim::simulate(&cfg).unwrap();
+    // The object is cut from the pictures at the paper's detail per pixel (576 px there).
+    assert_eq!(truth.object.dim(), (216, 216));
 
-    let on = reconstruct(&data, &truth, true);
-    let off = reconstruct(&data, &truth, false);
-    // Measured (registration from the holograms, 6 alignment rounds; only 76 % of the
-    // neighbour pairs agree at this small frame size, so the scan's affine part is refined
-    // freely; the object band-limited at 0.32 cycles/px): distance error 0.99 %, median / p90
-    // position error 0.55 / 0.99 px, 0.047 px with the scan's affine part removed, magnitude /
-    // phase SSIM 0.75 / 0.88 (0.57 / 0.81 before the band limit); with the stored metadata 30 %
-    // and 6.2 px, SSIM below 0.1. What is left of the position errors is the scan's affine part,
-    // which the data hardly pin (see the README, "How a wrong setup is refined").
+    let run = |refine: bool| {
+        let mut settings = GradientSettings::default();
+        settings.positions.enabled = refine;
+        settings.distance.enabled = refine;
+        reconstruct(&data, &truth, &settings)
+    };
+    let on = run(true);
+    let off = run(false);
+    // Measured (2026-12-01, the default job): distance error 0.20 %, median / p90 position
+    // error 0.09 / 0.14 px (0.02 px with the scan's affine part removed), magnitude / phase
+    // SSIM 0.956 / 0.988; the true geometry gives 0.960 / 0.990. The bars are the issue's.
     let dz = on.distance_error_rel.unwrap().abs();
-    assert!(dz < 0.015, "distance error {dz}");
+    assert!(dz < 0.01, "distance error {dz}");
     assert!(
-        on.position_error_median.unwrap() < 0.8,
+        on.position_error_median.unwrap() < 0.5,
         "median position error {:?}",
         on.position_error_median
     );
     assert!(
-        on.position_error_affine_median.unwrap() < 0.2,
-        "median position error without the affine part {:?}",
-        on.position_error_affine_median
-    );
-    assert!(on.ssim_phase > 0.8, "phase SSIM {}", on.ssim_phase);
-    assert!(
-        on.ssim_magnitude > 0.65,
+        on.ssim_magnitude >= 0.9,
         "magnitude SSIM {}",
         on.ssim_magnitude
     );
+    assert!(on.ssim_phase > 0.9, "phase SSIM {}", on.ssim_phase);
     assert!(
-        off.ssim_phase < on.ssim_phase - 0.4,
-        "phase SSIM {} with the stored metadata vs {} refined",
-        off.ssim_phase,
-        on.ssim_phase
+        off.ssim_magnitude < on.ssim_magnitude - 0.3,
+        "magnitude SSIM {} with the stored metadata vs {} refined",
+        off.ssim_magnitude,
+        on.ssim_magnitude
     );
-    assert!(off.position_error_median.unwrap() > 5.0);
+    assert!(off.position_error_median.unwrap() > 3.0);
 }
 
 #[test]

@@ -1,49 +1,101 @@
-//! The rescue of misplaced frames between alignment rounds: on the `small` preset reconstructed
-//! at its true positions, a frame moved 7 px away is found by its standing-out loss and put back
-//! to the pixel, and no correctly placed frame moves.
+//! The rescue of misplaced frames between alignment rounds, on the `small` preset (7 x 7 raster,
+//! exact metadata). The object is reconstructed with two frames held 8-9 px from their true
+//! places (the middle one and a corner one), so it memorises their patterns there, as an
+//! alignment round does; the rescue must flag both by their loss and put both back to the pixel.
+//! Reconstructed with every frame in place, it must move nothing.
 
-use autopty::engines::gradient::{self, fresh_start, GradientSettings};
-use autopty::engines::position_rescue::rescue;
+use autopty::engines::gradient::{fresh_start, run_from, GradientSettings};
+use autopty::engines::position_rescue::{rescue, Moved, RescueSettings};
 use autopty::engines::Control;
 use autopty::model::ModelSettings;
+use ndarray::Array2;
 
-#[test]
-fn a_frame_moved_far_off_is_put_back_and_no_other_moves() {
-    let mut cfg = autopty::sim::preset("small").unwrap();
-    cfg.corruption.position_jitter = 0.0;
-    cfg.corruption.distance_error = 0.0;
-    let (data, _) = autopty::sim::simulate(&cfg).unwrap();
+/// Reconstructs `data` with the positions held at `corrections` (px), then runs the rescue from
+/// that state; returns what it moved and the corrections after it.
+fn round_then_rescue(
+    data: &autopty::Dataset,
+    corrections: &Array2<f64>,
+) -> (Vec<Moved>, Array2<f64>) {
     let mut settings = GradientSettings {
         epochs: 60,
         ..GradientSettings::default()
     };
     settings.positions.enabled = false;
     settings.distance.enabled = false;
+    let model_settings = ModelSettings::default();
+    let distance = data.geometry.refined_distance();
+    let start = || {
+        fresh_start(
+            data,
+            &model_settings,
+            &settings,
+            distance,
+            Some(corrections),
+        )
+    };
+    let (model, objective) = start().unwrap();
     let mut on_epoch = |_: &autopty::EpochStats| {};
     let control = Control {
         on_epoch: &mut on_epoch,
         stop: None,
     };
-    let model_settings = ModelSettings::default();
-    let rec = gradient::run(&data, &model_settings, &settings, control)
+    let rec = run_from(data, model, objective, &settings, control)
         .unwrap()
         .reconstruction;
-    let distance = data.geometry.refined_distance();
-    let (mut model, mut objective) =
-        fresh_start(&data, &model_settings, &settings, distance, None).unwrap();
+    let (mut model, mut objective) = start().unwrap();
     model.object.assign(&rec.object);
     model.probe.assign(&rec.probe);
+    let search = RescueSettings {
+        ratio: 3.0,
+        radius: 19.0,
+        epochs: 60,
+    };
+    let mut on_epoch = |_: &autopty::EpochStats| {};
+    let control = Control {
+        on_epoch: &mut on_epoch,
+        stop: None,
+    };
+    let moved = rescue(
+        data,
+        &model_settings,
+        &settings,
+        &mut model,
+        &mut objective,
+        search,
+        &control,
+    )
+    .unwrap();
+    (moved, model.corrections)
+}
 
-    assert_eq!(rescue(&mut model, &mut objective, 3.0, 19.0), vec![]);
+#[test]
+fn frames_memorised_far_off_are_put_back_and_no_other_moves() {
+    let mut cfg = autopty::sim::preset("small").unwrap();
+    cfg.corruption.position_jitter = 0.0;
+    cfg.corruption.distance_error = 0.0;
+    let (data, _) = autopty::sim::simulate(&cfg).unwrap();
+    let in_place = Array2::zeros((data.len(), 2));
 
-    let frame = 24; // the middle of the 7 x 7 raster
-    model.corrections[[frame, 0]] += 7.0;
-    model.corrections[[frame, 1]] -= 5.0;
-    let moved = rescue(&mut model, &mut objective, 3.0, 19.0);
+    let (moved, after) = round_then_rescue(&data, &in_place);
+    assert_eq!(moved, vec![], "frames in place moved");
+    assert_eq!(after, in_place);
+
+    // The middle of the raster and its bottom-right corner (moved inwards, to stay inside the
+    // object).
+    let (middle, corner) = (24, 48);
+    let mut off = in_place.clone();
+    off[[middle, 0]] = 7.0;
+    off[[middle, 1]] = -5.0;
+    off[[corner, 0]] = -8.0;
+    off[[corner, 1]] = -3.0;
+    let (moved, after) = round_then_rescue(&data, &off);
     eprintln!("{moved:?}");
-    assert_eq!(moved.len(), 1, "{moved:?}");
-    assert_eq!(moved[0].frame, frame);
+    let frames: Vec<usize> = moved.iter().map(|m| m.frame).collect();
+    assert_eq!(frames, vec![middle, corner], "{moved:?}");
     assert_eq!(moved[0].offset, [-7.0, 5.0]);
-    assert!(moved[0].loss_ratio[0] > 3.0 && moved[0].loss_ratio[1] < 1.5);
-    assert!(model.corrections.iter().all(|c| c.abs() < 1e-9));
+    assert_eq!(moved[1].offset, [8.0, 3.0]);
+    for m in &moved {
+        assert!(m.loss_ratio > 3.0 && m.search_ratio < 0.7, "{m:?}");
+    }
+    assert!(after.iter().all(|c| c.abs() < 1e-9), "{after:?}");
 }

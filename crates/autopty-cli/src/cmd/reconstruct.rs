@@ -440,13 +440,13 @@ pub fn preparation_notes(outcome: &Outcome, job: &Job) -> Vec<(bool, String)> {
             );
             for m in &r.rescued {
                 note!(
-                    "  frame {} searched and moved by ({:+.0}, {:+.0}) px: its loss fell from {:.1} \
-                     to {:.1} times the median frame's",
+                    "  frame {} (loss {:.1} times the median frame's) searched and moved by \
+                     ({:+.0}, {:+.0}) px, where its loss is {:.2} of that at the old place",
                     m.frame,
+                    m.loss_ratio,
                     m.offset[0],
                     m.offset[1],
-                    m.loss_ratio[0],
-                    m.loss_ratio[1]
+                    m.search_ratio
                 );
             }
             if let Some(found) = r.search.as_ref().filter(|f| !f.interior) {

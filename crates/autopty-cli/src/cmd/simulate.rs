@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 /// Arguments of `autopty simulate`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Preset to start from: paper, small, farfield, focused or focused_small.
+    /// Preset to start from: paper, small, paper_small, farfield, focused or focused_small.
     #[arg(long, default_value = "paper")]
     pub preset: String,
     /// TOML settings merged over the preset (see examples/simulate_paper.toml).

@@ -12,7 +12,8 @@
 //! and positions, and refines the positions while the object gradient is smoothed by a Gaussian
 //! whose width falls to zero over the round (a smooth object cannot memorise wrong placements,
 //! and the next round forgets what this one memorised); (2) tries the frames whose loss stands
-//! out at every whole pixel nearby ([`super::position_rescue`]); then (3) searches the distance
+//! out at every whole pixel nearby, against an object rebuilt without them
+//! ([`super::position_rescue`]); then (3) searches the distance
 //! on the loss profile with the improved positions ([`super::distance_search`]), over the full
 //! range until a search finds a minimum inside its interval, and over a narrow one after that (a
 //! narrow search whose lowest loss is at an end moves the distance to that end). The smoothing
@@ -22,7 +23,7 @@
 use crate::dataset::Dataset;
 use crate::engines::distance_search::{self, DistanceSearch, SearchResult};
 use crate::engines::gradient::{fresh_start, run_from, GradientSettings};
-use crate::engines::position_rescue::{self, Moved};
+use crate::engines::position_rescue::{self, Moved, RescueSettings};
 use crate::engines::Control;
 use crate::error::{Error, Result};
 use crate::model::ModelSettings;
@@ -49,9 +50,10 @@ pub struct Alignment {
     pub later_range: f64,
     /// Coarse trials of the distance searches after the first round.
     pub later_points: usize,
-    /// After each round, search the frames whose loss stands out for a better position
-    /// ([`super::position_rescue`]): frames the registration placed tens of pixels wrong,
-    /// which the narrow smoothing cannot pull in.
+    /// After each round, search the frames whose loss stands out for a better position, against
+    /// an object rebuilt without them in `epochs` more epochs ([`super::position_rescue`]):
+    /// frames the registration placed tens of pixels wrong, which the narrow smoothing cannot
+    /// pull in.
     pub rescue: bool,
     /// Frames whose loss exceeds this multiple of the median frame loss are searched.
     pub rescue_ratio: f64,
@@ -215,20 +217,31 @@ pub fn align(
                 fresh_start(data, model_settings, gradient, distance, Some(&corrections))?;
             model.object.assign(&rec.object);
             model.probe.assign(&rec.probe);
-            let radius = settings.rescue_radius.unwrap_or(0.3 * n);
-            rescued =
-                position_rescue::rescue(&mut model, &mut objective, settings.rescue_ratio, radius);
+            let search = RescueSettings {
+                ratio: settings.rescue_ratio,
+                radius: settings.rescue_radius.unwrap_or(0.3 * n),
+                epochs: settings.epochs,
+            };
+            rescued = position_rescue::rescue(
+                data,
+                model_settings,
+                gradient,
+                &mut model,
+                &mut objective,
+                search,
+                control,
+            )?;
             corrections = model.corrections;
             for m in &rescued {
                 tracing::info!(
-                    "alignment round {}: frame {} moved by ({:+.0}, {:+.0}) px, its loss from \
-                     {:.1} to {:.1} times the median",
+                    "alignment round {}: frame {} moved by ({:+.0}, {:+.0}) px (its loss {:.1} \
+                     times the median; {:.2} of it at the new place)",
                     round + 1,
                     m.frame,
                     m.offset[0],
                     m.offset[1],
-                    m.loss_ratio[0],
-                    m.loss_ratio[1]
+                    m.loss_ratio,
+                    m.search_ratio
                 );
             }
         }

@@ -148,6 +148,11 @@ pub struct GradientSettings {
     /// [`crate::ops::band_limit`]); the frequencies above hardly reach the detector, and what the
     /// object holds there is noise (0 = off).
     pub object_band_limit: f64,
+    /// Frames left out of the run: their patterns are not fitted and their positions stay
+    /// where they are. The alignment's rescue rebuilds the object without the frames it is about
+    /// to search ([`super::position_rescue`]); not read from job files.
+    #[serde(skip)]
+    pub held_out: Vec<usize>,
 }
 
 impl Default for GradientSettings {
@@ -179,6 +184,7 @@ impl Default for GradientSettings {
             distance_search: DistanceSearch::default(),
             alignment: Alignment::default(),
             curvature_gauge: CurvatureGauge::default(),
+            held_out: Vec::new(),
         }
     }
 }
@@ -600,7 +606,8 @@ fn run_epochs(
     let z0 = model.distance;
     let mut u = [0.0f64];
     let mut rng = rand_pcg::Pcg64::seed_from_u64(settings.seed);
-    let mut order: Vec<usize> = (0..j).collect();
+    let mut order: Vec<usize> = (0..j).filter(|k| !settings.held_out.contains(k)).collect();
+    let fitted = order.len();
     let mut history = Vec::with_capacity(settings.epochs);
     let mut last_good = model.clone();
     let mut first_loss = None;
@@ -687,7 +694,7 @@ fn run_epochs(
                 break 'epochs;
             }
             epoch_loss += loss;
-            let scale = j as f64 / chunk.len() as f64;
+            let scale = fitted as f64 / chunk.len() as f64;
             // Regularisers (scaled to a minibatch's share of the data).
             if settings.object_modulus_weight > 0.0 {
                 let [lo, hi] = settings.object_modulus_range;

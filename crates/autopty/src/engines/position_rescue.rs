@@ -1,22 +1,44 @@
-//! Rescue of badly misplaced frames between alignment rounds, by a search of the loss.
+//! Rescue of badly misplaced frames between alignment rounds, by a search of the loss against
+//! an object rebuilt without them.
 //!
 //! The gradient of a frame's position sees only a pixel or two around it: the fine fringes of a
 //! near-field pattern make the loss oscillate within that range, and a frame placed tens of
 //! pixels wrong (a neighbour pair the registration matched to the wrong feature) stays where it
 //! is. Its pattern then disagrees with the object its neighbours built, so its loss stands out:
-//! every frame whose loss exceeds `ratio` times the median frame's is tried at every whole-pixel
-//! offset within a radius (a coarse grid, then whole pixels around the best), with the object
-//! and probe held, and moved to the best offset when that halves its loss.
+//! every frame whose loss exceeds `ratio` times the median frame's is flagged.
+//!
+//! The object of the round cannot judge a flagged frame: it holds the frame's own pattern,
+//! memorised where the frame was wrongly placed, which spoils the true place (a frame 30 px off
+//! still overlaps it by three quarters). So the object and probe are first rebuilt from scratch
+//! with the flagged frames left out (quarantine). Each flagged frame is then tried at every
+//! whole-pixel offset within a radius (a coarse grid, then whole pixels around the best) against
+//! that object and moved to the best offset when that halves its loss there.
+//!
+//! In the near field a detector pixel sees the object close to the matching object pixel, and
+//! parts of an edge frame's true place are lit by no other frame: the quarantined object is blank
+//! there and would swamp the comparison. There the loss of each trial counts every detector
+//! pixel in proportion to how well the other frames light the object behind it (their summed
+//! probe intensity, in units of the probe's peak, at most 1), divided by the measured photons it
+//! counts; trials that keep less than a quarter of the frame's weight are not taken.
 
-use crate::model::Model;
+use crate::dataset::Dataset;
+use crate::engines::gradient::{fresh_start, run_from, GradientSettings};
+use crate::engines::Control;
+use crate::error::{Error, Result};
+use crate::model::{Model, ModelSettings};
 use crate::objective::Objective;
+use crate::propagate::Propagator;
+use ndarray::Array2;
 use serde::Serialize;
 
 /// Coarse grid step (px) of the search; the best coarse offset is then refined to 1 px.
 const COARSE_STEP: i64 = 2;
 
 /// A frame moves only when its best offset has at most this fraction of its current loss.
-const ACCEPT_FRACTION: f64 = 0.5;
+const ACCEPT_FRACTION: f64 = 0.7;
+
+/// A trial must keep at least this fraction of the frame's pixels' weight.
+const MIN_WEIGHT_FRACTION: f64 = 0.25;
 
 /// One frame the rescue moved.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -25,14 +47,36 @@ pub struct Moved {
     pub frame: usize,
     /// The move (px, row and column).
     pub offset: [f64; 2],
-    /// Its loss relative to the median frame's, before and after the move.
-    pub loss_ratio: [f64; 2],
+    /// Its loss in the round relative to the median frame's (why it was searched).
+    pub loss_ratio: f64,
+    /// Its loss against the quarantined object at the new place over that at the old.
+    pub search_ratio: f64,
 }
 
-/// Searches every frame of `model` whose loss exceeds `ratio` times the median frame loss
-/// within `radius` px of its position, and moves it (in `model.corrections`) where the loss is
-/// lowest when that at least halves it. Windows are kept inside the object.
-pub fn rescue(model: &mut Model, objective: &mut Objective, ratio: f64, radius: f64) -> Vec<Moved> {
+/// How the rescue searches.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RescueSettings {
+    /// Frames whose loss exceeds this multiple of the median frame loss are searched.
+    pub ratio: f64,
+    /// Radius (px) of the search around each flagged frame.
+    pub radius: f64,
+    /// Epochs of the quarantined reconstruction.
+    pub epochs: usize,
+}
+
+/// Flags the frames of `model` (the state a round ended with, at its distance) whose loss stands
+/// out, rebuilds the object and probe without them with the engine settings `gradient`, and moves
+/// each flagged frame (in `model.corrections`) where it fits that object best, when that at least
+/// halves its loss there. Windows are kept inside the object. Returns the frames moved.
+pub fn rescue(
+    data: &Dataset,
+    model_settings: &ModelSettings,
+    gradient: &GradientSettings,
+    model: &mut Model,
+    objective: &mut Objective,
+    settings: RescueSettings,
+    control: &Control,
+) -> Result<Vec<Moved>> {
     let count = model.len();
     let losses: Vec<f64> = (0..count)
         .map(|j| objective.evaluate(model, &[j], None))
@@ -40,31 +84,161 @@ pub fn rescue(model: &mut Model, objective: &mut Objective, ratio: f64, radius: 
     let mut sorted = losses.clone();
     sorted.sort_by(f64::total_cmp);
     let median = sorted[count / 2].max(f64::MIN_POSITIVE);
-    let n = model.frame() as f64;
-    let (h, w) = model.object.dim();
-    let (max_row, max_col) = (h as f64 - n, w as f64 - n);
-    let reach = radius.floor() as i64;
+    let flagged: Vec<usize> = (0..count)
+        .filter(|&j| losses[j] > settings.ratio * median)
+        .collect();
+    if flagged.is_empty() {
+        return Ok(Vec::new());
+    }
+
+    let mut stage = gradient.clone();
+    stage.epochs = settings.epochs;
+    stage.positions.enabled = false;
+    stage.distance.enabled = false;
+    stage.object_smoothing = 0.0;
+    stage.held_out = flagged.clone();
+    let (fresh, fresh_objective) = fresh_start(
+        data,
+        model_settings,
+        gradient,
+        model.distance,
+        Some(&model.corrections),
+    )?;
+    let quiet = Control {
+        on_epoch: &mut |_| {},
+        stop: control.stop,
+    };
+    let quarantined = run_from(data, fresh, fresh_objective, &stage, quiet)?;
+    if let Some(why) = quarantined.stopped_early {
+        if control.should_stop() {
+            return Ok(Vec::new());
+        }
+        return Err(Error::invalid(
+            "alignment.rescue",
+            format!("the reconstruction without the flagged frames stopped: {why}"),
+        ));
+    }
+    let mut trial = model.clone();
+    trial.object.assign(&quarantined.reconstruction.object);
+    trial.probe.assign(&quarantined.reconstruction.probe);
+    let coverage = match objective.propagator() {
+        Propagator::Near(_) => Some(coverage(&trial, &flagged)),
+        _ => None,
+    };
+
     let mut moved = Vec::new();
-    for j in (0..count).filter(|&j| losses[j] > ratio * median) {
+    for &j in &flagged {
+        let search = FrameSearch {
+            data,
+            coverage: coverage.as_ref(),
+            frame: j,
+            radius: settings.radius,
+        };
+        let here = search.loss(&mut trial, objective, 0, 0);
+        let (best, dr, dc) = search.best(&mut trial, objective, here);
+        if best <= ACCEPT_FRACTION * here {
+            model.corrections[[j, 0]] += dr as f64;
+            model.corrections[[j, 1]] += dc as f64;
+            moved.push(Moved {
+                frame: j,
+                offset: [dr as f64, dc as f64],
+                loss_ratio: losses[j] / median,
+                search_ratio: best / here,
+            });
+        }
+    }
+    Ok(moved)
+}
+
+/// How well the frames other than `left_out` light each object pixel: their summed probe
+/// intensity (all modes) at their integer positions, in units of the probe's peak, at most 1.
+fn coverage(model: &Model, left_out: &[usize]) -> Array2<f32> {
+    let n = model.frame();
+    let mut intensity = Array2::<f32>::zeros((n, n));
+    for mode in model.probe.outer_iter() {
+        intensity.zip_mut_with(&mode, |i, p| *i += p.norm_sqr());
+    }
+    let peak = intensity.iter().fold(0.0f32, |m, &v| m.max(v));
+    if peak > 0.0 {
+        intensity /= peak;
+    }
+    let (h, w) = model.object.dim();
+    let mut lit = Array2::<f32>::zeros((h, w));
+    for j in (0..model.len()).filter(|j| !left_out.contains(j)) {
+        let [y, x] = model.position(j);
+        let (row, col) = (y.max(0.0) as usize, x.max(0.0) as usize);
+        let rows = n.min(h.saturating_sub(row));
+        let cols = n.min(w.saturating_sub(col));
+        let mut window = lit.slice_mut(ndarray::s![row..row + rows, col..col + cols]);
+        window += &intensity.slice(ndarray::s![..rows, ..cols]);
+    }
+    lit.mapv_inplace(|v| v.min(1.0));
+    lit
+}
+
+/// The search of one flagged frame.
+struct FrameSearch<'a> {
+    data: &'a Dataset,
+    /// The other frames' light on the object (near field), see [`coverage`].
+    coverage: Option<&'a Array2<f32>>,
+    frame: usize,
+    radius: f64,
+}
+
+impl FrameSearch<'_> {
+    /// The frame's loss moved by (`dr`, `dc`) px against `model`'s object, per measured photon of
+    /// the pixels it counts (infinite outside the radius or the object, or when too little of
+    /// the frame is lit by the other frames).
+    fn loss(&self, model: &mut Model, objective: &mut Objective, dr: i64, dc: i64) -> f64 {
+        let j = self.frame;
+        let n = model.frame();
+        let (h, w) = model.object.dim();
         let start = [model.corrections[[j, 0]], model.corrections[[j, 1]]];
         let here = model.position(j);
-        let mut loss_at = |dr: i64, dc: i64| -> f64 {
-            let (row, col) = (here[0] + dr as f64, here[1] + dc as f64);
-            if (dr as f64).hypot(dc as f64) > radius
-                || !(0.0..=max_row).contains(&row)
-                || !(0.0..=max_col).contains(&col)
-            {
-                return f64::INFINITY;
+        let (row, col) = (here[0] + dr as f64, here[1] + dc as f64);
+        if (dr as f64).hypot(dc as f64) > self.radius
+            || !(0.0..=(h - n) as f64).contains(&row)
+            || !(0.0..=(w - n) as f64).contains(&col)
+        {
+            return f64::INFINITY;
+        }
+        let pattern = self.data.intensities.index_axis(ndarray::Axis(0), j);
+        let valid = |p: (usize, usize)| self.data.mask[p];
+        model.corrections[[j, 0]] = start[0] + dr as f64;
+        model.corrections[[j, 1]] = start[1] + dc as f64;
+        let loss = match self.coverage {
+            Some(lit) => {
+                let (r0, c0) = (row as usize, col as usize);
+                let weights = lit.slice(ndarray::s![r0..r0 + n, c0..c0 + n]);
+                let weight: f64 = weights.iter().map(|&v| v as f64).sum();
+                if weight < MIN_WEIGHT_FRACTION * (n * n) as f64 {
+                    f64::INFINITY
+                } else {
+                    let photons: f64 = ndarray::Zip::indexed(&pattern)
+                        .and(&weights)
+                        .fold(0.0, |acc, p, &i, &v| {
+                            acc + if valid(p) { (i * v) as f64 } else { 0.0 }
+                        });
+                    let weights: Vec<f32> = weights.iter().copied().collect();
+                    objective.evaluate_weighted(model, j, &weights) / photons.max(f64::MIN_POSITIVE)
+                }
             }
-            model.corrections[[j, 0]] = start[0] + dr as f64;
-            model.corrections[[j, 1]] = start[1] + dc as f64;
-            objective.evaluate(model, &[j], None)
+            None => objective.evaluate(model, &[j], None),
         };
-        let mut best = (losses[j], 0, 0);
+        model.corrections[[j, 0]] = start[0];
+        model.corrections[[j, 1]] = start[1];
+        loss
+    }
+
+    /// The lowest loss and its offset: every offset on a coarse grid, then every whole pixel
+    /// around the best; `here` is the loss at no offset.
+    fn best(&self, model: &mut Model, objective: &mut Objective, here: f64) -> (f64, i64, i64) {
+        let reach = self.radius.floor() as i64;
+        let mut best = (here, 0, 0);
         let coarse = (-reach..=reach).filter(|d| d % COARSE_STEP == 0);
         for dr in coarse.clone() {
             for dc in coarse.clone() {
-                let l = loss_at(dr, dc);
+                let l = self.loss(model, objective, dr, dc);
                 if l < best.0 {
                     best = (l, dr, dc);
                 }
@@ -74,26 +248,13 @@ pub fn rescue(model: &mut Model, objective: &mut Objective, ratio: f64, radius: 
         for dr in br - COARSE_STEP + 1..br + COARSE_STEP {
             for dc in bc - COARSE_STEP + 1..bc + COARSE_STEP {
                 if (dr, dc) != (br, bc) {
-                    let l = loss_at(dr, dc);
+                    let l = self.loss(model, objective, dr, dc);
                     if l < best.0 {
                         best = (l, dr, dc);
                     }
                 }
             }
         }
-        let (l, dr, dc) = best;
-        if l <= ACCEPT_FRACTION * losses[j] {
-            model.corrections[[j, 0]] = start[0] + dr as f64;
-            model.corrections[[j, 1]] = start[1] + dc as f64;
-            moved.push(Moved {
-                frame: j,
-                offset: [dr as f64, dc as f64],
-                loss_ratio: [losses[j] / median, l / median],
-            });
-        } else {
-            model.corrections[[j, 0]] = start[0];
-            model.corrections[[j, 1]] = start[1];
-        }
+        best
     }
-    moved
 }

@@ -72,6 +72,10 @@ pub struct ObjectConfig {
     /// Object size [rows, cols] (px); absent = the smallest fast FFT size holding the scan, the
     /// probe window and the margin on each side.
     pub size: Option<[usize; 2]>,
+    /// Fraction (0 to 1] of the pictures, a centred crop of each side, that spans the object: 1
+    /// shrinks the whole picture onto it; a smaller object cut from the picture at another
+    /// object's detail per pixel takes the ratio of the two sizes.
+    pub picture_fraction: f64,
 }
 
 /// Probe: picture magnitude and phase times a soft circular aperture, plus incoherent modes.

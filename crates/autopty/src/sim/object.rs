@@ -7,7 +7,7 @@
 //! assumes, has no seam. Magnitude and phase are blended separately, so the ranges hold.
 
 use super::config::ObjectConfig;
-use super::image::Picture;
+use super::image::{resample, Picture};
 use crate::error::Result;
 use ndarray::Array2;
 use num_complex::Complex32;
@@ -19,9 +19,11 @@ pub fn build_object(
     cols: usize,
     taper: f64,
 ) -> Result<Array2<Complex32>> {
-    let mag = mapped(cfg.magnitude_image, rows, cols, cfg.magnitude_min, 1.0)?;
-    let phase = mapped(
+    let f = cfg.picture_fraction;
+    let mag = mapped_crop(cfg.magnitude_image, f, rows, cols, cfg.magnitude_min, 1.0)?;
+    let phase = mapped_crop(
         cfg.phase_image,
+        f,
         rows,
         cols,
         -cfg.phase_range,
@@ -38,7 +40,35 @@ pub fn build_object(
 /// The picture resampled to `rows x cols` and mapped linearly from its [min, max] to [lo, hi];
 /// a featureless picture maps to `hi` for a magnitude-like range and to 0 for a symmetric one.
 pub fn mapped(pic: Picture, rows: usize, cols: usize, lo: f64, hi: f64) -> Result<Array2<f32>> {
-    let img = pic.resampled(rows, cols)?;
+    Ok(map_linear(pic.resampled(rows, cols)?, lo, hi))
+}
+
+/// [`mapped`] from the centred crop of `fraction` (0 to 1] of each side of the picture.
+pub fn mapped_crop(
+    pic: Picture,
+    fraction: f64,
+    rows: usize,
+    cols: usize,
+    lo: f64,
+    hi: f64,
+) -> Result<Array2<f32>> {
+    if pic == Picture::Uniform || fraction >= 1.0 {
+        return mapped(pic, rows, cols, lo, hi);
+    }
+    let img = pic.pixels()?;
+    let (h, w) = img.dim();
+    let (ch, cw) = (
+        ((h as f64 * fraction).round() as usize).clamp(1, h),
+        ((w as f64 * fraction).round() as usize).clamp(1, w),
+    );
+    let (r0, c0) = ((h - ch) / 2, (w - cw) / 2);
+    let crop = img.slice(ndarray::s![r0..r0 + ch, c0..c0 + cw]).to_owned();
+    Ok(map_linear(resample(&crop, rows, cols), lo, hi))
+}
+
+/// `img` mapped linearly from its [min, max] to [lo, hi] (see [`mapped`]).
+fn map_linear(img: Array2<f32>, lo: f64, hi: f64) -> Array2<f32> {
+    let (rows, cols) = img.dim();
     let (min, max) = img
         .iter()
         .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
@@ -46,10 +76,10 @@ pub fn mapped(pic: Picture, rows: usize, cols: usize, lo: f64, hi: f64) -> Resul
         });
     let flat = if lo == -hi { 0.0 } else { hi };
     if max - min < 1e-6 {
-        return Ok(Array2::from_elem((rows, cols), flat as f32));
+        return Array2::from_elem((rows, cols), flat as f32);
     }
     let (min, span) = (min as f64, (max - min) as f64);
-    Ok(img.mapv(|v| (lo + (hi - lo) * ((v as f64 - min) / span)) as f32))
+    img.mapv(|v| (lo + (hi - lo) * ((v as f64 - min) / span)) as f32)
 }
 
 /// Raised-cosine weight: 0 on the object's border, 1 from `taper` px inwards.
@@ -76,6 +106,7 @@ mod tests {
             magnitude_min: 0.5,
             phase_range: 1.0,
             size: None,
+            picture_fraction: 1.0,
         }
     }
 
@@ -95,6 +126,26 @@ mod tests {
         assert!(mhi <= 1.0 + 1e-5 && mhi > 0.98, "magnitude max {mhi}");
         assert!((-1.0 - 1e-5..-0.95).contains(&plo), "phase min {plo}");
         assert!(phi <= 1.0 + 1e-5 && phi > 0.95, "phase max {phi}");
+    }
+
+    #[test]
+    fn picture_fraction_cuts_the_middle_at_the_detail_of_the_whole() {
+        // The camera picture is 512 x 512: its middle 128 x 128 at 1/4 of the size it would
+        // have at fraction 1.
+        let whole = mapped(Picture::Camera, 512, 512, 0.0, 1.0).unwrap();
+        let middle = mapped_crop(Picture::Camera, 0.25, 128, 128, 0.0, 1.0).unwrap();
+        let cut = whole.slice(ndarray::s![192..320, 192..320]);
+        let (lo, hi) = cut
+            .iter()
+            .fold((9f32, -9f32), |(a, b), &v| (a.min(v), b.max(v)));
+        // Each is mapped from its own range to [0, 1].
+        for (m, c) in middle.iter().zip(cut.iter()) {
+            assert!((m - (c - lo) / (hi - lo)).abs() < 1e-5, "{m} vs {c}");
+        }
+        assert_eq!(
+            mapped_crop(Picture::Camera, 1.0, 64, 48, 0.5, 1.0).unwrap(),
+            mapped(Picture::Camera, 64, 48, 0.5, 1.0).unwrap()
+        );
     }
 
     #[test]

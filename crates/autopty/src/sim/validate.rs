@@ -71,6 +71,12 @@ impl SimConfig {
             ));
         }
         finite_non_negative("object.phase_range", o.phase_range)?;
+        if !(o.picture_fraction > 0.0 && o.picture_fraction <= 1.0) {
+            return Err(bad(
+                "object.picture_fraction",
+                format!("expected a fraction in (0, 1], got {}", o.picture_fraction),
+            ));
+        }
         if let Some([r, c]) = o.size {
             if r < g.frame || c < g.frame {
                 return Err(bad(
@@ -222,6 +228,8 @@ mod tests {
         assert!(e.contains("scan.overlap"), "{e}");
         let e = err_of(|c| c.object.magnitude_min = 0.0);
         assert!(e.contains("object.magnitude_min"), "{e}");
+        let e = err_of(|c| c.object.picture_fraction = 0.0);
+        assert!(e.contains("object.picture_fraction"), "{e}");
         let e = err_of(|c| {
             c.probe.modes = 3;
             c.probe.power_fractions = vec![0.5, 0.3];
