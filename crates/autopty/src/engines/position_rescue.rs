@@ -12,7 +12,8 @@
 //! still overlaps it by three quarters). So the object and probe are first rebuilt from scratch
 //! with the flagged frames left out (quarantine). Each flagged frame is then tried at every
 //! whole-pixel offset within a radius (a coarse grid, then whole pixels around the best) against
-//! that object and moved to the best offset when that halves its loss there.
+//! that object and moved to the best offset when its loss there is below 0.7 of that at the old
+//! place.
 //!
 //! In the near field a detector pixel sees the object close to the matching object pixel, and
 //! parts of an edge frame's true place are lit by no other frame: the quarantined object is blank
@@ -35,6 +36,9 @@ use serde::Serialize;
 const COARSE_STEP: i64 = 2;
 
 /// A frame moves only when its best offset has at most this fraction of its current loss.
+/// Measured on `paper` from the round-6 states at 0.165 and 0.2 m: the misplaced frames had
+/// 0.10-0.57 of their loss at their true places; the correctly placed flagged frames had no
+/// better offset at all.
 const ACCEPT_FRACTION: f64 = 0.7;
 
 /// A trial must keep at least this fraction of the frame's pixels' weight.
@@ -66,8 +70,9 @@ pub struct RescueSettings {
 
 /// Flags the frames of `model` (the state a round ended with, at its distance) whose loss stands
 /// out, rebuilds the object and probe without them with the engine settings `gradient`, and moves
-/// each flagged frame (in `model.corrections`) where it fits that object best, when that at least
-/// halves its loss there. Windows are kept inside the object. Returns the frames moved.
+/// each flagged frame (in `model.corrections`) where it fits that object best, when its loss there
+/// is at most [`ACCEPT_FRACTION`] of that at the old place. Windows are kept inside the object.
+/// Returns the frames moved.
 pub fn rescue(
     data: &Dataset,
     model_settings: &ModelSettings,
