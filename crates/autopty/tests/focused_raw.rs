@@ -5,7 +5,6 @@
 //! `io::raw`; and reconstructed by the gradient engine with `z1` refined from its stored 30 %
 //! error.
 
-use autopty::dataset::Truth;
 use autopty::engines::gradient::GradientSettings;
 use autopty::engines::{gradient, Control};
 use autopty::io::positions_file::{LengthUnit, PositionsFile};
@@ -16,33 +15,6 @@ use autopty::model::ModelSettings;
 
 /// Mean dark counts per pixel and frame.
 const DARK_LEVEL: f64 = 20.0;
-
-/// Side of the truth's middle that is scored (px): the 216 x 216 px object the scan alone needs.
-/// The preset draws its pictures over 432 x 432 px; the score's registration searches every
-/// circular shift, and against the zeros that fill the truth's unscanned rest it once locked onto
-/// a wrong peak (shift -151 px, magnitude SSIM 0.18 for a run that scores 0.84 on the middle).
-const SCORED_SIZE: usize = 216;
-
-/// The `size` x `size` middle of `truth`, its positions moved with it (every window inside).
-fn middle(truth: &Truth, size: usize) -> Truth {
-    let (h, w) = truth.object.dim();
-    let (r0, c0) = ((h - size) / 2, (w - size) / 2);
-    let mut t = truth.clone();
-    t.object = truth
-        .object
-        .slice(ndarray::s![r0..r0 + size, c0..c0 + size])
-        .to_owned();
-    t.positions.column_mut(0).mapv_inplace(|v| v - r0 as f64);
-    t.positions.column_mut(1).mapv_inplace(|v| v - c0 as f64);
-    let n = truth.probe.dim().1 as f64;
-    assert!(
-        t.positions
-            .iter()
-            .all(|&v| v >= 0.0 && v + n <= size as f64),
-        "the scan leaves the scored middle"
-    );
-    t
-}
 
 /// `settings` of the CI run: short preparation (the full-size numbers are in the README).
 fn settings() -> GradientSettings {
@@ -124,7 +96,7 @@ fn focused_beam_from_tiff_darks_and_positions_refines_z1() {
             eprintln!("round: z1 {:.6} m", r.distance);
         }
     }
-    let s = score(&outcome.reconstruction, &middle(&truth, SCORED_SIZE)).unwrap();
+    let s = score(&outcome.reconstruction, &truth).unwrap();
     let z1 = outcome.reconstruction.geometry.source_distance.unwrap();
     eprintln!(
         "{:.0} s; z1 {z1:.6} m (true {true_z1}, stored {:.6})\n{}",
@@ -133,11 +105,12 @@ fn focused_beam_from_tiff_darks_and_positions_refines_z1() {
         autopty::metrics::format_table(&s)
     );
     let dz = (z1 / true_z1 - 1.0).abs();
-    // Measured (2026-12-01; 95 s wall, 50 s CPU, on the shared 2-core machine beside two other
-    // runs): z1 error 1.14 %, magnitude / phase SSIM 0.900 / 0.938, median position error
-    // 0.18 px. Other seeds (simulation 2, 3; minibatch order 1): z1 1.09-1.32 %, SSIM
-    // 0.900-0.905 / 0.936-0.938, 0.13-0.18 px. The exact geometry (z1 and positions true, not
-    // refined) gives 0.900 / 0.939. The bounds leave room for thread-order rounding.
+    // Measured (2026-12-01, 34 s beside two other processes): z1 error 1.12 %, magnitude / phase
+    // SSIM 0.900 / 0.938, median position error 0.19 px. With the pictures drawn over a 432 px
+    // object and scored on its middle (the same detail): 1.14 %, 0.900 / 0.938 and 0.18 px, and
+    // at other seeds (simulation 2, 3; minibatch order 1) z1 1.09-1.32 %, SSIM 0.900-0.905 /
+    // 0.936-0.938, 0.13-0.18 px; the exact geometry (z1 and positions true, not refined) gave
+    // 0.900 / 0.939. The bounds leave room for thread-order rounding.
     assert!(dz < 0.02, "z1 error {:.2} %", 100.0 * dz);
     assert!(
         s.ssim_magnitude >= 0.85,

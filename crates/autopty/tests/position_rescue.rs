@@ -2,7 +2,8 @@
 //! exact metadata). The object is reconstructed with two frames held 8-9 px from their true
 //! places (the middle one and a corner one), so it memorises their patterns there, as an
 //! alignment round does; the rescue must flag both by their loss and put both back to the pixel.
-//! Reconstructed with every frame in place, it must move nothing.
+//! Reconstructed with every frame in place, it must move nothing. Also the weighted loss its
+//! near-field search uses.
 
 use autopty::engines::gradient::{fresh_start, run_from, GradientSettings};
 use autopty::engines::position_rescue::{rescue, Moved, RescueSettings};
@@ -98,4 +99,26 @@ fn frames_memorised_far_off_are_put_back_and_no_other_moves() {
         assert!(m.loss_ratio > 3.0 && m.search_ratio < 0.7, "{m:?}");
     }
     assert!(after.iter().all(|c| c.abs() < 1e-9), "{after:?}");
+}
+
+#[test]
+fn weighted_loss_scales_with_the_weights() {
+    let (data, _) = autopty::sim::simulate(&autopty::sim::preset("small").unwrap()).unwrap();
+    let settings = GradientSettings::default();
+    let distance = data.geometry.refined_distance();
+    let (model, mut objective) =
+        fresh_start(&data, &ModelSettings::default(), &settings, distance, None).unwrap();
+    let nn = model.frame() * model.frame();
+    let j = 10;
+    let plain = objective.evaluate(&model, &[j], None);
+    assert!(plain > 0.0);
+    assert_eq!(
+        objective.evaluate_weighted(&model, j, &vec![1.0; nn]),
+        plain
+    );
+    assert_eq!(objective.evaluate_weighted(&model, j, &vec![0.0; nn]), 0.0);
+    let half = objective.evaluate_weighted(&model, j, &vec![0.5; nn]);
+    assert!((half / plain - 0.5).abs() < 1e-6, "{half} vs {plain}");
+    // The mask is restored afterwards.
+    assert_eq!(objective.evaluate(&model, &[j], None), plain);
 }

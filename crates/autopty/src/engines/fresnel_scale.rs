@@ -31,11 +31,12 @@ const MIN_INLIER_FRACTION: f64 = 0.5;
 
 /// The registration that measures the scan's scale for a point source has a prior this many
 /// times looser: the scale is unknown there (it is what `z1` sets), and a tight prior pulls it
-/// towards the stored one (measured on `focused_small` with 1 px position errors, simulation
-/// seeds 1 and 2: +5.4 % and +4.4 % in `z1` with the default prior, +4.8 % and +4.3 % with this
-/// one; with the preset's pictures drawn over 216 px instead of 432, seed 1: +0.7 % and
-/// -0.25 %). The positions themselves come from the default registration, which places single
-/// frames more reliably.
+/// towards the stored one (measured on `focused_small` with 1 px position errors and its pictures
+/// drawn over 432 px, simulation seeds 1 and 2: +5.4 % and +4.4 % in `z1` with the default prior,
+/// +4.8 % and +4.3 % with this one; with the whole pictures on its 216 px object, seed 1: +0.7 %
+/// and -0.25 %; with the middle half of them, the preset now, seed 1: +3.0 % with this one).
+/// The positions themselves come from the default registration, which places single frames more
+/// reliably.
 pub const PRIOR_LOOSENING: f64 = 4.0;
 
 /// Registers the scan of `data` (near field) around its nominal positions; for a point source

@@ -30,10 +30,9 @@
 //!   picture that ambiguity measured about 2 % of `z1`). 11 x 11 raster, 70 % overlap. Stored metadata: `z1` 30 % long (which
 //!   also makes the stored sample pixel 29 % large), positions with 10 px errors.
 //! - `focused_small`: the `focused` physics at 64 x 64 px and 7 x 7 positions, for tests; the
-//!   pictures are drawn over a 432 x 432 px object with the scan in its middle, twice the size
-//!   the scan alone needs, so that less of their detail lies beyond the 0.32 cycles/px that the
-//!   reconstruction keeps at 64 px; 1.5e7 photons per pattern (peak counts below 2^16, for the
-//!   raw form); stored positions with 5 px errors.
+//!   object (216 x 216 px) is the middle half of the pictures, so that less of their detail lies
+//!   beyond the 0.32 cycles/px that the reconstruction keeps at 64 px; 1.5e7 photons per pattern
+//!   (peak counts below 2^16, for the raw form); stored positions with 5 px errors.
 
 use super::config::*;
 use super::image::Picture;
@@ -231,12 +230,12 @@ pub fn focused_small() -> SimConfig {
     c.scan.cols = 7;
     c.scan.points = 49;
     c.scan.margin = 12.0;
-    // The pictures drawn over 432 px, twice the 216 px object the scan alone needs (the scan
-    // stays in the middle): at 64 px the reconstruction keeps the object only up to about
-    // 0.32 cycles/px (`object_band_limit`: the `focused` pixel Fresnel number times half the
-    // frame), and drawn over 216 px the pictures hold much detail beyond that (magnitude SSIM
-    // 0.78 with the exact geometry even without noise; 0.82 over 324 px, 0.88 over 432 px).
-    c.object.size = Some([432, 432]);
+    // The middle half of the pictures: at 64 px the reconstruction keeps the object only up to
+    // about 0.32 cycles/px (`object_band_limit`: the `focused` pixel Fresnel number times half
+    // the frame), and the whole pictures shrunk onto the 216 px object hold much detail beyond
+    // that (magnitude SSIM 0.78 with the exact geometry even without noise; 0.88 with the
+    // pictures drawn over 432 px, which this cut equals).
+    c.object.picture_fraction = 0.5;
     // Fits the 16-bit raw form with room to spare (peak count about 46000 at seed 1).
     c.noise.photons = 1.5e7;
     c.corruption.position_jitter = 5.0;
