@@ -140,6 +140,10 @@ pub fn rescue(
             radius: settings.radius,
         };
         let here = search.loss(&mut trial, objective, 0, 0);
+        if !here.is_finite() {
+            // Too little of the frame's place is lit by the others to judge it.
+            continue;
+        }
         let (best, dr, dc) = search.best(&mut trial, objective, here);
         if best <= ACCEPT_FRACTION * here {
             model.corrections[[j, 0]] += dr as f64;
