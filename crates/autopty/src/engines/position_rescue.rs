@@ -24,7 +24,7 @@
 
 use crate::dataset::Dataset;
 use crate::engines::gradient::{fresh_start, run_from, GradientSettings};
-use crate::engines::Control;
+use crate::engines::{registration, Control};
 use crate::error::{Error, Result};
 use crate::model::{Model, ModelSettings};
 use crate::objective::Objective;
@@ -86,9 +86,7 @@ pub fn rescue(
     let losses: Vec<f64> = (0..count)
         .map(|j| objective.evaluate(model, &[j], None))
         .collect();
-    let mut sorted = losses.clone();
-    sorted.sort_by(f64::total_cmp);
-    let median = sorted[count / 2].max(f64::MIN_POSITIVE);
+    let median = registration::median(&mut losses.clone()).max(f64::MIN_POSITIVE);
     let flagged: Vec<usize> = (0..count)
         .filter(|&j| losses[j] > settings.ratio * median)
         .collect();
@@ -211,24 +209,28 @@ impl FrameSearch<'_> {
         {
             return f64::INFINITY;
         }
-        let pattern = self.data.intensities.index_axis(ndarray::Axis(0), j);
-        let valid = |p: (usize, usize)| self.data.mask[p];
         model.corrections[[j, 0]] = start[0] + dr as f64;
         model.corrections[[j, 1]] = start[1] + dc as f64;
         let loss = match self.coverage {
             Some(lit) => {
                 let (r0, c0) = (row as usize, col as usize);
-                let weights = lit.slice(ndarray::s![r0..r0 + n, c0..c0 + n]);
+                let weights: Vec<f32> = lit
+                    .slice(ndarray::s![r0..r0 + n, c0..c0 + n])
+                    .iter()
+                    .copied()
+                    .collect();
                 let weight: f64 = weights.iter().map(|&v| v as f64).sum();
                 if weight < MIN_WEIGHT_FRACTION * (n * n) as f64 {
                     f64::INFINITY
                 } else {
-                    let photons: f64 = ndarray::Zip::indexed(&pattern)
-                        .and(&weights)
-                        .fold(0.0, |acc, p, &i, &v| {
-                            acc + if valid(p) { (i * v) as f64 } else { 0.0 }
-                        });
-                    let weights: Vec<f32> = weights.iter().copied().collect();
+                    let pattern = self.data.intensities.index_axis(ndarray::Axis(0), j);
+                    let photons: f64 = pattern
+                        .iter()
+                        .zip(&self.data.mask)
+                        .zip(&weights)
+                        .filter(|((_, &valid), _)| valid)
+                        .map(|((&i, _), &v)| (i * v) as f64)
+                        .sum();
                     objective.evaluate_weighted(model, j, &weights) / photons.max(f64::MIN_POSITIVE)
                 }
             }

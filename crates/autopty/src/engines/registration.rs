@@ -491,7 +491,8 @@ fn solve_axis(
     p
 }
 
-fn median(values: &mut [f64]) -> f64 {
+/// The upper median of `values` (sorted in place; NaN when empty).
+pub(crate) fn median(values: &mut [f64]) -> f64 {
     if values.is_empty() {
         return f64::NAN;
     }
