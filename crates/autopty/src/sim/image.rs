@@ -76,10 +76,29 @@ impl Picture {
 
     /// The picture resampled to `rows x cols`, grey values in [0, 1].
     pub fn resampled(self, rows: usize, cols: usize) -> Result<Array2<f32>> {
+        self.middle_resampled(1.0, rows, cols)
+    }
+
+    /// The centred `fraction` (0 to 1] of each side of the picture, resampled to `rows x cols`.
+    pub fn middle_resampled(self, fraction: f64, rows: usize, cols: usize) -> Result<Array2<f32>> {
         if self == Picture::Uniform {
             return Ok(Array2::ones((rows, cols)));
         }
-        Ok(resample(&self.pixels()?, rows, cols))
+        let img = self.pixels()?;
+        if fraction >= 1.0 {
+            return Ok(resample(&img, rows, cols));
+        }
+        let (h, w) = img.dim();
+        let (ch, cw) = (
+            ((h as f64 * fraction).round() as usize).clamp(1, h),
+            ((w as f64 * fraction).round() as usize).clamp(1, w),
+        );
+        let (r0, c0) = ((h - ch) / 2, (w - cw) / 2);
+        Ok(resample(
+            &img.slice(ndarray::s![r0..r0 + ch, c0..c0 + cw]).to_owned(),
+            rows,
+            cols,
+        ))
     }
 }
 
