@@ -34,7 +34,7 @@
 //! adjoint also returns `dL/dz = Re <g, dPsi/dz>` using the spectrum cached by the forward pass,
 //! where `dPsi/dz = crop(IFFT(i (k_z - k) H FFT(pad(psi))))`, and likewise `dL/de`.
 
-use crate::fft::{fill_phase_ramp, freq_index, task_values, transpose_block, Fft2, FftWork};
+use crate::fft::{fill_phase_ramp, freq_index, task_values, Fft2, FftWork};
 use num_complex::Complex32;
 use rayon::prelude::*;
 
@@ -129,8 +129,9 @@ pub struct PropWork {
     fft: FftWork,
     /// The N rows of the padded field that hold the window (near field, N x P).
     strip: Vec<Complex32>,
-    /// The window's columns after the middle stage, one row per x frequency (near field,
-    /// P x N).
+    /// The window's columns after the middle stage (near field, P x N values): per group of
+    /// [`GROUP`] x frequencies, the window's N rows of that group's width (see
+    /// [`NearField::middle`]).
     window: Vec<Complex32>,
     ramps: (Vec<Complex32>, Vec<Complex32>),
     /// Per row of the padded spectrum: the adjoint's sums for dL/dz, dL/ds and the
@@ -167,6 +168,8 @@ pub struct NearField {
     astigmatism: [f64; 2],
     /// `k_z - k` per padded frequency bin (rad/m); 0 where evanescent (where `H` is 0).
     kz_minus_k: Vec<f32>,
+    /// The bins grouped by frequency magnitude, to rebuild `transfer` cheaply.
+    classes: Box<FrequencyClasses>,
     /// Transfer function `H` for the current distance and astigmatism (0 where evanescent), in
     /// transposed order (`[kx * P + ky]`).
     transfer: Vec<Complex32>,
@@ -174,6 +177,18 @@ pub struct NearField {
     freq: Vec<f64>,
     /// `freq` in f32 for the sums along a row.
     freq32: Vec<f32>,
+}
+
+/// The padded bins of a near-field propagator grouped by frequency magnitude (the classes of
+/// [`for_each_symmetric_bin`]), which share `k_z - k` and so the transfer function.
+#[derive(Clone, Debug)]
+struct FrequencyClasses {
+    /// `k_z - k` of each class (rad/m; None where evanescent).
+    kz_minus_k: Vec<Option<f64>>,
+    /// Per padded bin, its class.
+    class: Vec<u32>,
+    /// `H` of each class for the current distance.
+    transfer: Vec<Complex32>,
 }
 
 /// Gradients that the near-field adjoint gives besides the field's.
@@ -211,10 +226,13 @@ impl Propagator {
         let np = padded;
         let freq: Vec<f64> = (0..np).map(|k| freq_index(k, np) / np as f64).collect();
         let mut kz_minus_k = vec![0.0f32; np * np];
+        let (mut distinct, mut class) = (Vec::new(), vec![0u32; np * np]);
         for_each_symmetric_bin(np, wavelength, pixel, |bins, d| {
             for &i in bins {
                 kz_minus_k[i] = d.map_or(0.0, |d| d as f32);
+                class[i] = distinct.len() as u32;
             }
+            distinct.push(d);
         });
         let mut near = NearField {
             n,
@@ -225,6 +243,11 @@ impl Propagator {
             distance: f64::NAN,
             astigmatism: [0.0; 2],
             kz_minus_k,
+            classes: Box::new(FrequencyClasses {
+                transfer: vec![Complex32::default(); distinct.len()],
+                kz_minus_k: distinct,
+                class,
+            }),
             transfer: vec![Complex32::default(); np * np],
             freq32: freq.iter().map(|&f| f as f32).collect(),
             freq,
@@ -398,20 +421,33 @@ impl NearField {
         }
         self.distance = distance;
         self.astigmatism = astigmatism;
-        let transfer = &mut self.transfer;
-        for_each_symmetric_bin(self.padded, self.wavelength, self.pixel, |bins, d| {
-            let h = d.map_or(Complex32::default(), |d| {
-                // Reduced in f64 (by `floor`: `rem_euclid` calls the slow `fmod`), evaluated
-                // in f32 (error ~1e-7 rad).
-                let turns = d * distance / std::f64::consts::TAU;
-                let phase = ((turns - turns.floor()) * std::f64::consts::TAU) as f32;
-                let (sin, cos) = phase.sin_cos();
-                Complex32::new(cos, sin)
+        // One sin/cos per distinct frequency magnitude (an eighth of the grid), then every
+        // bin gathers its value; both passes split over the threads.
+        let classes = &mut *self.classes;
+        classes
+            .transfer
+            .par_iter_mut()
+            .zip(&classes.kz_minus_k)
+            .with_min_len(1 << 12)
+            .for_each(|(h, d)| {
+                *h = d.map_or(Complex32::default(), |d| {
+                    // Reduced in f64 (by `floor`: `rem_euclid` calls the slow `fmod`),
+                    // evaluated in f32 (error ~1e-7 rad).
+                    let turns = d * distance / std::f64::consts::TAU;
+                    let phase = ((turns - turns.floor()) * std::f64::consts::TAU) as f32;
+                    let (sin, cos) = phase.sin_cos();
+                    Complex32::new(cos, sin)
+                })
             });
-            for &i in bins {
-                transfer[i] = h;
-            }
-        });
+        let values = &classes.transfer;
+        self.transfer
+            .par_chunks_mut(1 << 14)
+            .zip(classes.class.par_chunks(1 << 14))
+            .for_each(|(h, class)| {
+                for (h, &c) in h.iter_mut().zip(class) {
+                    *h = values[c as usize];
+                }
+            });
         if astigmatism != [0.0; 2] {
             // Times exp(i c (e0 (fx^2 - fy^2) + 2 e1 fx fy)), f in cycles per pixel; this
             // breaks the symmetry above, so every bin is computed.
@@ -456,8 +492,10 @@ impl NearField {
     /// transposed order, whose other values are zero. Each such row is gathered, transformed
     /// along y (unscaled), copied to `cache` (P values per row, when given), handed to
     /// `f(kx, row)` (which multiplies it in place and returns sums for `sums[kx]`), transformed
-    /// back along y, and its window part written to row `kx` of `window` (P x N). This replaces
-    /// a P x P buffer, its zero fill, a transpose and two full passes over it.
+    /// back along y, and its window part written to `window`: group g's block
+    /// (`g * GROUP * N..`, N rows of the group's width) holds at `[y, kx - g * GROUP]` the
+    /// value of window row y at x frequency kx. This replaces a P x P buffer, its zero fill,
+    /// the transposes and two full passes over it.
     fn middle(
         &self,
         strip: &[Complex32],
@@ -490,9 +528,14 @@ impl NearField {
                     *sum = f(k0 + j, row);
                 }
                 self.fft.inverse_rows(rows, scratch);
+                // Row y of the group's block holds the window row y at the group's x
+                // frequencies: written with a stride inside the block (in L1), so that the
+                // last stage copies whole 64-byte pieces instead of transposing.
                 let o = self.offset();
-                for (out, row) in window.chunks_exact_mut(n).zip(rows.chunks_exact(np)) {
-                    out.copy_from_slice(&row[o..o + n]);
+                for (j, row) in rows.chunks_exact(np).enumerate() {
+                    for (y, &v) in row[o..o + n].iter().enumerate() {
+                        window[y * width + j] = v;
+                    }
                 }
             })
         };
@@ -530,9 +573,9 @@ impl NearField {
         }
     }
 
-    /// Last stage: `window` (P x N, from [`NearField::middle`]) transposed back into the N
-    /// rows of the strip, transformed back along x (unscaled), and the window cropped into
-    /// `field`.
+    /// Last stage: `window` (from [`NearField::middle`]) copied back into the N rows of the
+    /// strip a group's width at a time, transformed back along x (unscaled), and the window
+    /// cropped into `field`.
     fn field_from_window(
         &self,
         window: &[Complex32],
@@ -541,7 +584,18 @@ impl NearField {
         scratch: &mut [Complex32],
     ) {
         let (n, np, o) = (self.n, self.padded, self.offset());
-        transpose_block(window, n, strip, np, np, n);
+        let per_task = (task_values() / np).max(1);
+        strip
+            .par_chunks_mut(np)
+            .enumerate()
+            .with_min_len(per_task)
+            .for_each(|(y, row)| {
+                // Group g's block is N rows of the group's width (the last may be narrower).
+                for (out, block) in row.chunks_mut(GROUP).zip(window.chunks(GROUP * n)) {
+                    let width = out.len();
+                    out.copy_from_slice(&block[y * width..(y + 1) * width]);
+                }
+            });
         self.fft.inverse_rows(strip, scratch);
         for (dst, row) in field.chunks_exact_mut(n).zip(strip.chunks_exact(np)) {
             dst.copy_from_slice(&row[o..o + n]);

@@ -22,6 +22,8 @@ pub struct FourierShift {
     fft: Fft2,
     /// Signed frequency (cycles per pixel) of each FFT bin along one axis.
     freq: Vec<f64>,
+    /// `freq` in f32 for the sums along a row.
+    freq32: Vec<f32>,
 }
 
 /// The separable phase ramp `D_s` along each axis.
@@ -33,10 +35,12 @@ pub struct Ramp {
 impl FourierShift {
     /// For N x N frames.
     pub fn new(n: usize) -> Self {
+        let freq: Vec<f64> = (0..n).map(|k| freq_index(k, n) / n as f64).collect();
         FourierShift {
             n,
             fft: Fft2::new(n),
-            freq: (0..n).map(|k| freq_index(k, n) / n as f64).collect(),
+            freq32: freq.iter().map(|&f| f as f32).collect(),
+            freq,
         }
     }
 
@@ -123,17 +127,7 @@ impl FourierShift {
             .zip(acc.chunks_exact_mut(n))
             .enumerate()
         {
-            let rx = ramp.x[r];
-            let (mut row_y, mut row_q) = (0.0f32, 0.0f32);
-            for c in 0..n {
-                let d = ramp.y[c] * rx;
-                let gs = t[c] * scale;
-                a[c] += d.conj() * gs;
-                let dp = d * spec[c];
-                let q = gs.re * dp.im - gs.im * dp.re;
-                row_q += q;
-                row_y += q * self.freq[c] as f32;
-            }
+            let [row_q, row_y] = vjp_row(t, spec, a, &ramp.y, &self.freq32, ramp.x[r], scale);
             dy += row_y as f64;
             dx += row_q as f64 * self.freq[r];
         }
@@ -173,6 +167,48 @@ impl FourierShift {
             *a = t * scale;
         }
     }
+}
+
+/// One row of [`FourierShift::shift_vjp`] (transposed order: the row's x ramp `rx`, the y
+/// ramps `ry` and y frequencies `fy` along it): adds `conj(D) g scale` to `acc` and returns the
+/// row's sums of `q` and `q f_y`, `q = Im(conj(g) D S) scale`. Eight independent partial sums
+/// per quantity let the compiler vectorise the loop.
+fn vjp_row(
+    g: &[Complex32],
+    spectrum: &[Complex32],
+    acc: &mut [Complex32],
+    ry: &[Complex32],
+    fy: &[f32],
+    rx: Complex32,
+    scale: f32,
+) -> [f32; 2] {
+    const LANES: usize = 8;
+    let (mut sum_q, mut sum_qy) = ([0.0f32; LANES], [0.0f32; LANES]);
+    let mut add =
+        |lane: usize, a: &mut Complex32, g: Complex32, s: Complex32, ry: Complex32, f: f32| {
+            let d = ry * rx;
+            let gs = g * scale;
+            *a += d.conj() * gs;
+            let dp = d * s;
+            let q = gs.re * dp.im - gs.im * dp.re;
+            sum_q[lane] += q;
+            sum_qy[lane] += q * f;
+        };
+    let whole = g.len() - g.len() % LANES;
+    let (body, tail) = acc.split_at_mut(whole);
+    for (k, a8) in body.chunks_exact_mut(LANES).enumerate() {
+        let i = k * LANES;
+        let (g8, s8) = (&g[i..i + LANES], &spectrum[i..i + LANES]);
+        let (r8, f8) = (&ry[i..i + LANES], &fy[i..i + LANES]);
+        for lane in 0..LANES {
+            add(lane, &mut a8[lane], g8[lane], s8[lane], r8[lane], f8[lane]);
+        }
+    }
+    for (k, a) in tail.iter_mut().enumerate() {
+        let i = whole + k;
+        add(0, a, g[i], spectrum[i], ry[i], fy[i]);
+    }
+    [sum_q.iter().sum(), sum_qy.iter().sum()]
 }
 
 #[cfg(test)]
