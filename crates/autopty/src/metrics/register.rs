@@ -129,6 +129,19 @@ pub fn register(
     region: Option<&Array2<bool>>,
     upsample: usize,
 ) -> Result<(f64, f64)> {
+    register_within(reference, moving, region, upsample, f64::INFINITY)
+}
+
+/// [`register`] with the whole-pixel peak searched only among shifts of at most `max_shift` px
+/// along each axis: for images already placed to within that, so that a distant look-alike
+/// (a large reference whose unscanned part the moving image leaves empty) cannot win.
+pub fn register_within(
+    reference: &Array2<Complex32>,
+    moving: &Array2<Complex32>,
+    region: Option<&Array2<bool>>,
+    upsample: usize,
+    max_shift: f64,
+) -> Result<(f64, f64)> {
     let (h, w) = reference.dim();
     if moving.dim() != (h, w) {
         return Err(Error::invalid(
@@ -211,8 +224,16 @@ pub fn register(
         &coarse(&spectra.local_sum),
         &coarse(&spectra.local_energy),
     );
-    let peak = argmax(&ncc);
-    let coarse_shift = (freq_index(peak / w, h), freq_index(peak % w, w));
+    let shift_of = |i: usize| (freq_index(i / w, h), freq_index(i % w, w));
+    let allowed = |i: &usize| {
+        let (dy, dx) = shift_of(*i);
+        dy.abs() <= max_shift && dx.abs() <= max_shift
+    };
+    let peak = (0..ncc.len())
+        .filter(allowed)
+        .max_by(|&a, &b| ncc[a].total_cmp(&ncc[b]))
+        .unwrap_or(0);
+    let coarse_shift = shift_of(peak);
     if upsample == 1 {
         return Ok(coarse_shift);
     }
@@ -404,6 +425,23 @@ mod tests {
                 "{s:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_bound_keeps_the_peak_near_zero() {
+        // The moving image is the reference moved by (30, -4) px: unbounded, or with a bound
+        // above 30, that is the shift found; with a 10 px bound the search may not go there.
+        let (h, w) = (120, 136);
+        let reference = textured_object(h, w, 11, (0.0, 0.0));
+        let moving = textured_object(h, w, 11, (-30.0, 4.0));
+        assert_eq!(
+            register(&reference, &moving, None, 1).unwrap(),
+            (30.0, -4.0)
+        );
+        let wide = register_within(&reference, &moving, None, 1, 40.0).unwrap();
+        assert_eq!(wide, (30.0, -4.0));
+        let (dy, dx) = register_within(&reference, &moving, None, 1, 10.0).unwrap();
+        assert!(dy.abs() <= 10.0 && dx.abs() <= 10.0, "{dy}, {dx}");
     }
 
     #[test]

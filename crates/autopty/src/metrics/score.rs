@@ -19,7 +19,7 @@
 use super::frame::{
     erode, extract, global_factor, illumination, remove_phase_ramp, threshold, zoom_bilinear,
 };
-use super::register::{fourier_shift, register};
+use super::register::{fourier_shift, register_within};
 use super::ssim::{ssim, SSIM_RADIUS};
 use crate::dataset::Truth;
 use crate::error::{Error, Result};
@@ -113,7 +113,17 @@ pub fn score(rec: &Reconstruction, truth: &Truth) -> Result<Score> {
     }
 
     let placed = extract(&object, (whole.0 as isize, whole.1 as isize), shape);
-    let s = register(&truth.object, &placed, Some(&region), REGISTRATION_UPSAMPLE)?;
+    // Placed by the mean positions, the object can still be off by the probe's drift inside
+    // its frame (the object and the probe may trade a shift), which stays below half a frame;
+    // a farther peak would be a look-alike elsewhere in a truth larger than the scanned area.
+    let max_shift = n_truth / 2.0;
+    let s = register_within(
+        &truth.object,
+        &placed,
+        Some(&region),
+        REGISTRATION_UPSAMPLE,
+        max_shift,
+    )?;
     let aligned = remove_phase_ramp(&fourier_shift(&placed, s), &truth.object, &region);
     let c = global_factor(&aligned, &truth.object, &region);
     let fixed = aligned.mapv(|v| {
