@@ -14,6 +14,8 @@
 //!   performs (the library's row passes: same plans, lengths, count and split over the
 //!   threads), and nothing else: no transposes, scaling, padding, transfer functions, loss,
 //!   scatter or optimiser. No implementation that uses these transforms can beat it.
+//! - `propagator/set_distance/paper`: one rebuild of the near-field transfer function for a
+//!   new distance (the gradient engine does one per minibatch while the distance is refined).
 //!
 //! FFT count of one gradient epoch (M modes, J positions, batch B, ceil(J / B) minibatches);
 //! a 2-D transform is a pass of 1-D transforms along each axis, and the near-field transforms
@@ -290,5 +292,20 @@ fn bench_epie(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_gradient, bench_epie);
+/// Rebuilding the near-field transfer function for a new distance, as the gradient engine does
+/// after every distance step (once per minibatch): `paper`'s propagator, P = 288.
+fn bench_transfer(c: &mut Criterion) {
+    let (_data, model, mut propagator, _settings) = paper();
+    let z = model.propagation_distance();
+    let mut k = 0u32;
+    c.bench_function("propagator/set_distance/paper", |b| {
+        b.iter(|| {
+            // A new distance every time (the same one is a no-op).
+            k = k.wrapping_add(1);
+            propagator.set_distance(z * (1.0 + 1e-6 * (k % 1000) as f64));
+        })
+    });
+}
+
+criterion_group!(benches, bench_gradient, bench_epie, bench_transfer);
 criterion_main!(benches);
