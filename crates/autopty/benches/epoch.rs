@@ -22,7 +22,9 @@
 //! skip the rows of the zero padding (see `propagate.rs`):
 //! - per position and mode, in parallel over the positions of a minibatch:
 //!   - probe move (`FourierShift::shift`): 2 N inverse, length N;
-//!   - near-field forward (`forward_moved`): N + P forward and P + N inverse, length P;
+//!   - near-field forward (`forward_moved`): N + P forward and P + N inverse, length P; on
+//!     the separable (paraxial) path, which the `paper` preset takes, two stages of N forward
+//!     and N inverse, length P;
 //!   - near-field adjoint (`adjoint_moved`): the same again;
 //!   - vjp of the probe move (`FourierShift::shift_vjp`): 2 N forward, length N;
 //! - per minibatch and mode, on one thread: the probe spectrum (2 N forward) and the probe
@@ -31,7 +33,8 @@
 //! ePIE does per position and mode, one position after the other (its sweep runs on a rayon
 //! worker, so the large passes inside a position are split over the threads): the probe move (2 N
 //! inverse), the modulus constraint (a near-field forward and adjoint: 2 (N + P) forward,
-//! 2 (N + P) inverse) and the probe change moved back (2 N forward); per epoch and mode
+//! 2 (N + P) inverse; 4 N and 4 N on the separable path) and the probe change moved back
+//! (2 N forward); per epoch and mode
 //! 2 N inverse to write the probe out.
 
 use autopty::dataset::Dataset;
@@ -88,13 +91,15 @@ struct Lane {
 struct FftFloor {
     n: usize,
     padded: usize,
+    /// The near field runs its separable (paraxial) path.
+    separable: bool,
     frame: Fft2,
     pad: Fft2,
     lanes: Vec<Lane>,
 }
 
 impl FftFloor {
-    fn new(n: usize, padded: usize, lanes: usize) -> Self {
+    fn new(n: usize, padded: usize, separable: bool, lanes: usize) -> Self {
         let (frame, pad) = (Fft2::new(n), Fft2::new(padded));
         let lanes = (0..lanes.max(1))
             .map(|k| Lane {
@@ -107,6 +112,7 @@ impl FftFloor {
         FftFloor {
             n,
             padded,
+            separable,
             frame,
             pad,
             lanes,
@@ -140,10 +146,18 @@ impl FftFloor {
         self.frame_rows(lane, n, false);
         self.frame_rows(lane, n, false);
         for _ in 0..2 {
-            self.padded_rows(lane, n, true);
-            self.padded_rows(lane, p, true);
-            self.padded_rows(lane, p, false);
-            self.padded_rows(lane, n, false);
+            if self.separable {
+                // Two stages (x, then y) of N forward and N inverse transforms each.
+                for _ in 0..2 {
+                    self.padded_rows(lane, n, true);
+                    self.padded_rows(lane, n, false);
+                }
+            } else {
+                self.padded_rows(lane, n, true);
+                self.padded_rows(lane, p, true);
+                self.padded_rows(lane, p, false);
+                self.padded_rows(lane, n, false);
+            }
         }
         self.frame_rows(lane, n, true);
         self.frame_rows(lane, n, true);
@@ -237,7 +251,12 @@ fn bench_gradient(c: &mut Criterion) {
         .chunks(batch.clamp(1, data.len()))
         .map(<[usize]>::len)
         .collect();
-    let mut floor = FftFloor::new(data.frame(), padded_size(&propagator), batch);
+    let mut floor = FftFloor::new(
+        data.frame(),
+        padded_size(&propagator),
+        propagator.is_paraxial(),
+        batch,
+    );
     group.bench_function("fft_floor/paper", |b| {
         b.iter(|| {
             floor.gradient_epoch(&batches, model_settings.modes);
@@ -281,7 +300,12 @@ fn bench_epie(c: &mut Criterion) {
     group.bench_function("epoch_one_thread/paper", |b| {
         b.iter_custom(|iters| on_threads(1, || run(iters)))
     });
-    let mut floor = FftFloor::new(data.frame(), padded_size(&propagator), 1);
+    let mut floor = FftFloor::new(
+        data.frame(),
+        padded_size(&propagator),
+        propagator.is_paraxial(),
+        1,
+    );
     group.bench_function("fft_floor/paper", |b| {
         b.iter(|| {
             // On a pool worker, as ePIE's sweep runs, so that the passes split the same way.

@@ -25,10 +25,10 @@
 //!    and the first touch of memory are not counted);
 //! 4. `VmHWM` of `/proc/self/status` is read.
 //!
-//! The FFT cost model of one epoch is `J M (N + P) P log2 P`: per position and mode the
-//! near-field forward and adjoint each run N + P transforms of length P (the pruned 2-D FFT
-//! of a window zero-padded to P x P), which dominate the N x N transforms of the sub-pixel
-//! moves.
+//! The FFT cost model of one epoch is `J M N P log2 P`: per position and mode the near-field
+//! forward and adjoint each run 4 N transforms of length P (the separable path that this
+//! paraxial geometry takes, see `autopty::propagate`), which dominate the N x N transforms of
+//! the sub-pixel moves.
 
 use autopty::engines::gradient::run_from;
 use autopty::engines::Control;
@@ -181,10 +181,10 @@ fn sim_config(c: Config) -> Result<SimConfig, String> {
     Ok(s)
 }
 
-/// Predicted FFT cost of one epoch, `J M (N + P) P log2 P` (see the module docs).
+/// Predicted FFT cost of one epoch, `J M N P log2 P` (see the module docs).
 fn fft_cost(c: Config, padded: usize) -> f64 {
     let p = padded as f64;
-    (c.j * c.m) as f64 * (c.n as f64 + p) * p * p.log2()
+    (c.j * c.m * c.n) as f64 * p * p.log2()
 }
 
 /// The reconstruction's padded size for a configuration, from the stored (starting) distance.

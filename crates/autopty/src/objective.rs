@@ -157,6 +157,12 @@ impl Objective {
         &self.propagator
     }
 
+    /// Whether the gradients must include the astigmatism's cross term (see
+    /// [`Propagator::need_cross_astigmatism_gradient`]).
+    pub fn need_cross_astigmatism_gradient(&mut self, needed: bool) {
+        self.propagator.need_cross_astigmatism_gradient(needed);
+    }
+
     /// Loss of the positions in `batch` (at most `max_batch`). With `grads`, also adds the
     /// gradient of that loss to every group of `grads`.
     pub fn evaluate(

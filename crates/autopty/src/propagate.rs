@@ -30,17 +30,35 @@
 //! measures how far the scan's shape is from the one the data want (see
 //! [`crate::engines::curvature_gauge`]); it is 0 everywhere else.
 //!
+//! **Paraxial transfer function and the separable path.** Where the paraxial (Fresnel)
+//! transfer function `exp(-i pi lambda z (fx^2 + fy^2))` differs from the angular spectrum by at
+//! most [`PARAXIAL_TOLERANCE`] over the grid's frequencies at twice the starting distance (hard
+//! and soft X-rays on micrometre pixels: about 2e-5 rad for the `paper` preset), the propagator
+//! uses the paraxial one, everywhere (the windowed and the full-grid propagations alike). It
+//! factors into x and y, so the forward propagates the N zero-padded rows along x, crops them
+//! to the window, transposes, propagates the N rows along y, crops and transposes back: 4 N
+//! transforms of length P per propagation instead of 2 (N + P), and element-wise work on
+//! 2 N P values instead of P^2. The gradients follow stage by stage. This separable path runs
+//! unless the astigmatism has a cross term `e1` or a caller needs its gradient (the curvature
+//! gauge's passes); then the 2-D path runs on the same paraxial `H`. Wider angles (visible
+//! light on micrometre pixels) keep the angular spectrum and the 2-D path.
+//!
 //! The adjoint of each propagator is exact (unitary FFTs, `crop^T = pad`), and the near-field
 //! adjoint also returns `dL/dz = Re <g, dPsi/dz>` using the spectrum cached by the forward pass,
 //! where `dPsi/dz = crop(IFFT(i (k_z - k) H FFT(pad(psi))))`, and likewise `dL/de`.
 
-use crate::fft::{fill_phase_ramp, freq_index, task_values, Fft2, FftWork};
+use crate::fft::{fill_phase_ramp, freq_index, task_values, transpose_block, Fft2, FftWork};
 use num_complex::Complex32;
 use rayon::prelude::*;
 
 /// x frequencies per group of the fused middle stage ([`NearField::middle`]): eight complex
 /// f32 values fill one 64-byte cache line of each strip row the gather reads.
 const GROUP: usize = 8;
+
+/// Largest phase (rad) by which the paraxial transfer function may differ from the angular
+/// spectrum over the grid's frequencies, at twice the starting distance, for the propagator to
+/// use it (and its separable path).
+pub const PARAXIAL_TOLERANCE: f64 = 1e-3;
 
 thread_local! {
     /// Rows and FFT scratch of one group of the middle stage, per thread.
@@ -144,7 +162,7 @@ pub struct PropWork {
 pub enum Propagator {
     /// Centred unitary FFT.
     Far(FarField),
-    /// Angular spectrum with padding.
+    /// Angular spectrum (or its paraxial form, module docs) with padding.
     Near(NearField),
 }
 
@@ -154,8 +172,8 @@ pub struct FarField {
     fft: Fft2,
 }
 
-/// Angular-spectrum propagator for a plane wave over `distance` (the effective distance in a
-/// point-source geometry).
+/// Angular-spectrum (or paraxial, module docs) propagator for a plane wave over `distance` (the
+/// effective distance in a point-source geometry).
 #[derive(Clone, Debug)]
 pub struct NearField {
     n: usize,
@@ -170,6 +188,15 @@ pub struct NearField {
     kz_minus_k: Vec<f32>,
     /// The bins grouped by frequency magnitude, to rebuild `transfer` cheaply.
     classes: Box<FrequencyClasses>,
+    /// `H` is the paraxial (Fresnel) transfer function: chosen where it differs from the angular
+    /// spectrum by less than [`PARAXIAL_TOLERANCE`] (module docs).
+    paraxial: bool,
+    /// Whether the separable path may run (module docs): false while the caller needs the
+    /// gradient of the cross term `e1` of the astigmatism, which that path cannot give.
+    separable_allowed: bool,
+    /// The paraxial transfer function's factors along x and y (`exp(i c (1 + e0) fx^2)` and
+    /// `exp(i c (1 - e0) fy^2)`, module docs) for the current distance and astigmatism.
+    axis_transfer: Box<[Vec<Complex32>; 2]>,
     /// Transfer function `H` for the current distance and astigmatism (0 where evanescent), in
     /// transposed order (`[kx * P + ky]`).
     transfer: Vec<Complex32>,
@@ -225,9 +252,27 @@ impl Propagator {
         assert!(padded >= n, "padded size must be at least N");
         let np = padded;
         let freq: Vec<f64> = (0..np).map(|k| freq_index(k, np) / np as f64).collect();
+        // The paraxial phase per metre, -pi lambda f^2 (f in cycles/m), against k_z - k.
+        let paraxial_of = |b: usize| {
+            let f = freq_index(b, np) / (np as f64 * pixel);
+            -std::f64::consts::PI * wavelength * f * f
+        };
+        let mut worst = 0.0f64;
+        for_each_symmetric_bin(np, wavelength, pixel, |bins, d| {
+            let (a, b) = (bins[0] / np, bins[0] % np);
+            let exact = d.map_or(f64::INFINITY, |d| d);
+            worst = worst.max((exact - paraxial_of(a) - paraxial_of(b)).abs());
+        });
+        let paraxial = worst * 2.0 * distance.abs() <= PARAXIAL_TOLERANCE;
         let mut kz_minus_k = vec![0.0f32; np * np];
         let (mut distinct, mut class) = (Vec::new(), vec![0u32; np * np]);
         for_each_symmetric_bin(np, wavelength, pixel, |bins, d| {
+            let (a, b) = (bins[0] / np, bins[0] % np);
+            let d = if paraxial {
+                Some(paraxial_of(a) + paraxial_of(b))
+            } else {
+                d
+            };
             for &i in bins {
                 kz_minus_k[i] = d.map_or(0.0, |d| d as f32);
                 class[i] = distinct.len() as u32;
@@ -248,6 +293,12 @@ impl Propagator {
                 kz_minus_k: distinct,
                 class,
             }),
+            paraxial,
+            separable_allowed: true,
+            axis_transfer: Box::new([
+                vec![Complex32::default(); np],
+                vec![Complex32::default(); np],
+            ]),
             transfer: vec![Complex32::default(); np * np],
             freq32: freq.iter().map(|&f| f as f32).collect(),
             freq,
@@ -268,7 +319,8 @@ impl Propagator {
     pub fn cache_len(&self) -> usize {
         match self {
             Propagator::Far(_) => 0,
-            Propagator::Near(p) => p.padded * p.padded,
+            // The 2-D path caches the P x P spectrum, the separable one two N x P ones.
+            Propagator::Near(p) => (p.padded * p.padded).max(2 * p.n * p.padded),
         }
     }
 
@@ -305,6 +357,19 @@ impl Propagator {
         if let Propagator::Near(p) = self {
             p.set_transfer(p.distance, astigmatism);
         }
+    }
+
+    /// Whether the caller needs `dL/de` of the astigmatism's cross term (see
+    /// [`AdjointExtras::astigmatism`]); while it does, the near field runs its 2-D path.
+    pub fn need_cross_astigmatism_gradient(&mut self, needed: bool) {
+        if let Propagator::Near(p) = self {
+            p.separable_allowed = !needed;
+        }
+    }
+
+    /// True when the near-field propagator uses the paraxial transfer function (module docs).
+    pub fn is_paraxial(&self) -> bool {
+        matches!(self, Propagator::Near(p) if p.paraxial)
     }
 
     /// Propagates `field` (N x N, overwritten by the detector field). In near field the padded
@@ -421,6 +486,10 @@ impl NearField {
         }
         self.distance = distance;
         self.astigmatism = astigmatism;
+        if self.paraxial {
+            self.set_paraxial_transfer();
+            return;
+        }
         // One sin/cos per distinct frequency magnitude (an eighth of the grid), then every
         // bin gathers its value; both passes split over the threads.
         let classes = &mut *self.classes;
@@ -462,6 +531,41 @@ impl NearField {
                 }
             }
         }
+    }
+
+    /// The paraxial `H`: its factors along each axis, and the 2-D function (transposed order)
+    /// as their product, times the cross term of the astigmatism when there is one.
+    fn set_paraxial_transfer(&mut self) {
+        let [e0, e1] = self.astigmatism;
+        let c = self.astigmatism_phase_scale();
+        let phasor = |phase: f64| {
+            let turns = phase / std::f64::consts::TAU;
+            let (sin, cos) = (((turns - turns.floor()) * std::f64::consts::TAU) as f32).sin_cos();
+            Complex32::new(cos, sin)
+        };
+        let [hx, hy] = &mut *self.axis_transfer;
+        for ((hx, hy), &f) in hx.iter_mut().zip(hy.iter_mut()).zip(&self.freq) {
+            *hx = phasor(c * (1.0 + e0) * f * f);
+            *hy = phasor(c * (1.0 - e0) * f * f);
+        }
+        let (np, freq, hx, hy) = (self.padded, &self.freq, &*hx, &*hy);
+        self.transfer
+            .par_chunks_mut(np)
+            .enumerate()
+            .with_min_len((1 << 14) / np + 1)
+            .for_each(|(kx, row)| {
+                for (ky, h) in row.iter_mut().enumerate() {
+                    *h = hx[kx] * hy[ky];
+                    if e1 != 0.0 {
+                        *h *= phasor(c * 2.0 * e1 * freq[kx] * freq[ky]);
+                    }
+                }
+            });
+    }
+
+    /// True when the separable path runs (module docs).
+    fn separable(&self) -> bool {
+        self.paraxial && self.separable_allowed && self.astigmatism[1] == 0.0
     }
 
     /// `-pi lambda z / dx^2`: the paraxial phase per (cycle/px)^2 (rad).
@@ -663,6 +767,9 @@ impl NearField {
         s: [f64; 2],
         work: &mut PropWork,
     ) {
+        if self.separable() {
+            return self.forward_separable(field, cache, s, work);
+        }
         let np = self.padded;
         let PropWork {
             fft,
@@ -681,7 +788,7 @@ impl NearField {
             self.transfer_row(kx, row, rxs[kx] * scale, ry, false);
             [0.0; 4]
         };
-        let cache = (!cache.is_empty()).then_some(cache);
+        let cache = (!cache.is_empty()).then(|| &mut cache[..np * np]);
         self.middle(strip, window, cache, row_sums, multiply);
         self.field_from_window(window, strip, field, &mut fft.scratch);
     }
@@ -694,6 +801,9 @@ impl NearField {
         s: [f64; 2],
         work: &mut PropWork,
     ) -> AdjointExtras {
+        if self.separable() {
+            return self.adjoint_separable(grad, cache, s, work);
+        }
         let np = self.padded;
         let PropWork {
             fft,
@@ -757,8 +867,195 @@ impl NearField {
     }
 }
 
+impl NearField {
+    /// Separable forward (module docs): the rows of `field` propagated along x and cropped,
+    /// transposed, propagated along y and cropped, transposed back. The cache receives both
+    /// stages' unscaled spectra (x stage: rows y; y stage: rows x), N x P each.
+    fn forward_separable(
+        &self,
+        field: &mut [Complex32],
+        cache: &mut [Complex32],
+        s: [f64; 2],
+        work: &mut PropWork,
+    ) {
+        let (n, np, o) = (self.n, self.padded, self.offset());
+        let PropWork {
+            fft,
+            strip,
+            window,
+            ramps,
+            ..
+        } = work;
+        self.fill_ramps(s, ramps);
+        let (cache_x, cache_y) = if cache.is_empty() {
+            (None, None)
+        } else {
+            let (x, y) = cache[..2 * n * np].split_at_mut(n * np);
+            (Some(x), Some(y))
+        };
+        let across = &mut window[..n * n];
+        self.axis_forward(field, strip, cache_x, 0, &ramps.1, &mut fft.scratch);
+        transpose_block(&strip[o..], np, across, n, n, n);
+        self.axis_forward(across, strip, cache_y, 1, &ramps.0, &mut fft.scratch);
+        transpose_block(&strip[o..], np, field, n, n, n);
+    }
+
+    /// One stage of the separable forward: every row of `rows` (N x N) zero-padded into
+    /// `strip`, transformed, cached, multiplied by the axis's transfer factor (`axis` 0: x,
+    /// 1: y) and move ramp and by `1 / P`, and transformed back (the window is at `o..o + N`).
+    fn axis_forward(
+        &self,
+        rows: &[Complex32],
+        strip: &mut [Complex32],
+        cache: Option<&mut [Complex32]>,
+        axis: usize,
+        ramp: &[Complex32],
+        scratch: &mut [Complex32],
+    ) {
+        let np = self.padded;
+        self.padded_rows(rows, strip, scratch);
+        if let Some(cache) = cache {
+            cache.copy_from_slice(strip);
+        }
+        let (h, scale) = (&self.axis_transfer[axis], 1.0 / np as f32);
+        strip
+            .par_chunks_mut(np)
+            .with_min_len((task_values() / np).max(1))
+            .for_each(|row| {
+                for ((v, &h), &r) in row.iter_mut().zip(h).zip(ramp) {
+                    *v *= h * r * scale;
+                }
+            });
+        self.fft.inverse_rows(strip, scratch);
+    }
+
+    /// Adjoint of [`NearField::forward_separable`], stage by stage in reverse; with its cache,
+    /// also dL/dz, dL/ds and dL/de0 (dL/de1 is left 0: the separable path runs only while no
+    /// caller needs it, see [`Propagator::need_cross_astigmatism_gradient`]).
+    fn adjoint_separable(
+        &self,
+        grad: &mut [Complex32],
+        cache: Option<&[Complex32]>,
+        s: [f64; 2],
+        work: &mut PropWork,
+    ) -> AdjointExtras {
+        let (n, np, o) = (self.n, self.padded, self.offset());
+        let PropWork {
+            fft,
+            strip,
+            window,
+            ramps,
+            row_sums,
+        } = work;
+        self.fill_ramps(s, ramps);
+        let (cache_x, cache_y) = match cache {
+            Some(c) => {
+                let (x, y) = c[..2 * n * np].split_at(n * np);
+                (Some(x), Some(y))
+            }
+            None => (None, None),
+        };
+        let across = &mut window[..n * n];
+        transpose_block(grad, n, across, n, n, n);
+        let [_, _, q_fy, q_fy2] = self.axis_adjoint(
+            across,
+            strip,
+            cache_y,
+            1,
+            &ramps.0,
+            row_sums,
+            &mut fft.scratch,
+        );
+        transpose_block(&strip[o..], np, grad, n, n, n);
+        let [_, _, q_fx, q_fx2] = self.axis_adjoint(
+            grad,
+            strip,
+            cache_x,
+            0,
+            &ramps.1,
+            row_sums,
+            &mut fft.scratch,
+        );
+        for (dst, row) in grad.chunks_exact_mut(n).zip(strip.chunks_exact(np)) {
+            dst.copy_from_slice(&row[o..o + n]);
+        }
+        if cache.is_none() {
+            return AdjointExtras::default();
+        }
+        // Each stage's phase is c (1 +- e0) f^2 with c proportional to z (module docs); its
+        // sums carry the stage's 1 / P.
+        let (scale, tau) = (1.0 / np as f64, std::f64::consts::TAU);
+        let c = self.astigmatism_phase_scale();
+        let e0 = self.astigmatism[0];
+        AdjointExtras {
+            dz: c * scale * ((1.0 + e0) * q_fx2 + (1.0 - e0) * q_fy2) / self.distance,
+            ds: [tau * scale * q_fy, tau * scale * q_fx],
+            astigmatism: [c * scale * (q_fx2 - q_fy2), 0.0],
+        }
+    }
+
+    /// One stage of the separable adjoint: the rows of `rows` (N x N) zero-padded into `strip`,
+    /// transformed, multiplied by the conjugate of the axis's factor and ramp and by `1 / P`,
+    /// and transformed back. With the stage's forward spectra `cache`, returns the sums over
+    /// the stage of `q`, `q f` and `q f^2` (in the last three places; the first is unused),
+    /// `q = -Im(conj(G) H r S)` per bin (see [`NearField::adjoint`]).
+    #[allow(clippy::too_many_arguments)]
+    fn axis_adjoint(
+        &self,
+        rows: &[Complex32],
+        strip: &mut [Complex32],
+        cache: Option<&[Complex32]>,
+        axis: usize,
+        ramp: &[Complex32],
+        row_sums: &mut [[f32; 4]],
+        scratch: &mut [Complex32],
+    ) -> [f64; 4] {
+        let np = self.padded;
+        self.padded_rows(rows, strip, scratch);
+        let (h, scale) = (&self.axis_transfer[axis], 1.0 / np as f32);
+        let per_task = (task_values() / np).max(1);
+        let sums = &mut row_sums[..strip.len() / np];
+        let mut total = [0.0f64; 4];
+        match cache {
+            Some(cache) => {
+                let ramps = AdjointRamps {
+                    x: Complex32::new(1.0, 0.0),
+                    y: ramp,
+                    fy: &self.freq32,
+                };
+                strip
+                    .par_chunks_mut(np)
+                    .zip(cache.par_chunks(np))
+                    .zip(sums.par_iter_mut())
+                    .with_min_len(per_task)
+                    .for_each(|((row, spectrum), sum)| {
+                        // The first sum (weighted by `d`) is not used here: `freq32` stands in.
+                        *sum = adjoint_row(row, h, spectrum, &self.freq32, ramps.clone(), scale);
+                    });
+                // In row order, in f64: the same result on any number of threads.
+                for sum in sums.iter() {
+                    for (t, &v) in total.iter_mut().zip(sum) {
+                        *t += v as f64;
+                    }
+                }
+            }
+            None => strip
+                .par_chunks_mut(np)
+                .with_min_len(per_task)
+                .for_each(|row| {
+                    for ((v, &h), &r) in row.iter_mut().zip(h).zip(ramp) {
+                        *v *= (h * r).conj() * scale;
+                    }
+                }),
+        }
+        self.fft.inverse_rows(strip, scratch);
+        total
+    }
+}
+
 /// The move ramps one row of a transposed-order spectrum sees: the x ramp of the row, the y
 /// ramps and the y frequencies (cycles per pixel) along it.
+#[derive(Clone)]
 struct AdjointRamps<'a> {
     x: Complex32,
     y: &'a [Complex32],
@@ -1108,6 +1405,86 @@ mod tests {
                 (extras.astigmatism[k] - fd).abs() < 2e-3 * fd.abs(),
                 "e{k}: analytic {} vs finite difference {fd}",
                 extras.astigmatism[k]
+            );
+        }
+        let eps = 1e-4 * z;
+        let fd = (misfit.loss(s, z + eps, e) - misfit.loss(s, z - eps, e)) / (2.0 * eps);
+        assert!(
+            (extras.dz - fd).abs() < 2e-3 * fd.abs(),
+            "dz: analytic {} vs finite difference {fd}",
+            extras.dz
+        );
+    }
+
+    #[test]
+    fn separable_path_matches_the_two_dimensional_one() {
+        // A paraxial propagator with a move and astigmatism e0 runs the separable path; with
+        // the cross term's gradient requested it runs the 2-D path on the same H.
+        let (n, s) = (40, [0.3, -0.45]);
+        let mut separable = Propagator::near(n, 1e-9, 0.03, 1e-6);
+        assert!(separable.is_paraxial());
+        separable.set_astigmatism([0.02, 0.0]);
+        let mut full = separable.clone();
+        full.need_cross_astigmatism_gradient(true);
+        let run = |p: &Propagator| {
+            let mut work = p.work();
+            let mut cache = vec![Complex32::default(); p.cache_len()];
+            let mut field = random(n * n, 51);
+            p.forward_moved(&mut field, &mut cache, s, &mut work);
+            let mut grad = random(n * n, 52);
+            let extras = p.adjoint_moved(&mut grad, Some(&cache), s, &mut work);
+            (field, grad, extras)
+        };
+        let (a, b) = (run(&separable), run(&full));
+        let largest = |x: &[Complex32], y: &[Complex32]| {
+            x.iter()
+                .zip(y)
+                .map(|(u, v)| (u - v).norm())
+                .fold(0.0f32, f32::max)
+        };
+        assert!(
+            largest(&a.0, &b.0) < 1e-5,
+            "forward {}",
+            largest(&a.0, &b.0)
+        );
+        assert!(
+            largest(&a.1, &b.1) < 1e-5,
+            "adjoint {}",
+            largest(&a.1, &b.1)
+        );
+        let close = |x: f64, y: f64| (x - y).abs() <= 1e-3 * y.abs().max(1e-9);
+        assert!(close(a.2.dz, b.2.dz), "dz {} vs {}", a.2.dz, b.2.dz);
+        for k in 0..2 {
+            assert!(
+                close(a.2.ds[k], b.2.ds[k]),
+                "ds {:?} vs {:?}",
+                a.2.ds,
+                b.2.ds
+            );
+        }
+        let (e0a, e0b) = (a.2.astigmatism[0], b.2.astigmatism[0]);
+        assert!(close(e0a, e0b), "de0 {e0a} vs {e0b}");
+    }
+
+    #[test]
+    fn wide_angles_keep_the_angular_spectrum() {
+        // Visible light on 1 um pixels reaches sin(theta) = 0.25: far from paraxial. Its
+        // distance and move gradients still match finite differences (2-D path).
+        let (s, z, e) = ([0.37, -0.21], 4e-5, [0.0; 2]);
+        let misfit = Misfit::new(32, 5e-7, 1e-6, z, 61);
+        assert!(!misfit.propagator(z, e).is_paraxial());
+        assert!(Propagator::near(32, 1e-9, 0.2, 1e-6).is_paraxial());
+        let extras = misfit.gradients(s, z, e);
+        for k in 0..2 {
+            let eps = 1e-3;
+            let (mut a, mut b) = (s, s);
+            a[k] += eps;
+            b[k] -= eps;
+            let fd = (misfit.loss(a, z, e) - misfit.loss(b, z, e)) / (2.0 * eps);
+            assert!(
+                (extras.ds[k] - fd).abs() < 2e-3 * fd.abs().max(1.0),
+                "axis {k}: analytic {} vs finite difference {fd}",
+                extras.ds[k]
             );
         }
         let eps = 1e-4 * z;

@@ -589,6 +589,7 @@ fn run_epochs(
     astigmatism_lr: Option<f64>,
 ) -> Result<(Outcome, [f64; 2])> {
     let start = Instant::now();
+    objective.need_cross_astigmatism_gradient(astigmatism_lr.is_some());
     let j = model.len();
     let n = model.frame();
     let batch = settings.batch.min(j).min(objective.max_batch()).max(1);
