@@ -110,6 +110,16 @@ mod tests {
     }
 
     #[test]
+    fn the_500_epoch_job_file_reads_and_validates() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/reconstruct_500.toml");
+        let job = Job::from_file(&path).unwrap();
+        job.gradient.validate().unwrap();
+        assert_eq!(job.gradient.distance_search.frames, 0.25);
+        assert!(job.gradient.curvature_gauge.hold_geometry);
+    }
+
+    #[test]
     fn the_example_job_file_lists_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/reconstruct.toml");
         let job = Job::from_file(&path).unwrap();

@@ -184,6 +184,7 @@ impl Objective {
         let nn = n * n;
         let (h, w) = model.object.dim();
         let with_grad = grads.is_some();
+        crate::work::count(batch.len(), with_grad);
         let fourier = self.subpixel == Subpixel::Fourier;
         for (slot, &j) in self.slots.iter_mut().zip(batch) {
             let [y, x] = model.position(j);

@@ -38,6 +38,15 @@ fn distance_search_recovers_a_30_percent_error() {
     let found = refined.distance_search.as_ref().expect("the search ran");
     assert!(found.interior);
     assert_eq!(found.trials.len(), 13);
+    // 13 trials of 20 epochs, then the 100-epoch run, all with gradients.
+    let work = refined.work.as_ref().unwrap();
+    assert_eq!(work.epoch_equivalents, 13.0 * 20.0 + 100.0, "{work:?}");
+    let stages: Vec<(&str, f64)> = work
+        .stages
+        .iter()
+        .map(|s| (s.stage.as_str(), s.epoch_equivalents))
+        .collect();
+    assert_eq!(stages, [("distance search", 260.0), ("joint run", 100.0)]);
     // Measured with the same settings: 0.100092 m after the refinement (0.09 %), magnitude and
     // phase SSIM 0.71 and 0.91.
     let searched = (found.distance / z_true - 1.0).abs();

@@ -170,7 +170,7 @@ fn good_outputs() -> PathBuf {
             serde_json::json!({"optimizer": "adam"}),
         );
         let dir = scratch().join("good");
-        autopty::io::outputs::write(&dir, &rec, None).unwrap();
+        autopty::io::outputs::write(&dir, &rec, None, None).unwrap();
         dir
     })
     .clone()

@@ -103,12 +103,26 @@ fn restarts_keep_the_run_with_the_lowest_final_loss() {
         .collect();
     let losses: Vec<f64> = single.iter().map(final_loss).collect();
     assert!(single.iter().all(|o| o.restart_losses.is_empty()));
+    // No preparation stage ran: the work is the joint run's epochs, every frame once each.
+    for o in &single {
+        let work = o
+            .work
+            .as_ref()
+            .expect("the gradient engine counts its work");
+        assert_eq!(work.epoch_equivalents, 15.0, "{work:?}");
+        assert_eq!(work.gradient_frames, 15 * data.len() as u64);
+        assert_eq!(work.loss_frames, 0);
+    }
     let best = run(&GradientSettings {
         restarts: 3,
         ..settings.clone()
     });
     // Each restart is the run with its own seed, step for step.
     assert_eq!(best.restart_losses, losses);
+    let work = best.work.as_ref().unwrap();
+    assert_eq!(work.epoch_equivalents, 45.0, "{work:?}");
+    assert_eq!(work.stages.len(), 3, "{work:?}");
+    assert_eq!(work.stages[2].stage, "restart 3: joint run");
     let lowest = (0..3)
         .min_by(|&a, &b| losses[a].total_cmp(&losses[b]))
         .unwrap();

@@ -50,6 +50,7 @@ fn round_then_rescue(
         ratio: 3.0,
         radius: 19.0,
         epochs: 60,
+        step: 2,
     };
     let mut on_epoch = |_: &autopty::EpochStats| {};
     let control = Control {

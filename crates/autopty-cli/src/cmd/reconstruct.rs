@@ -267,6 +267,7 @@ fn run_job_full(
         output,
         &outcome.reconstruction,
         outcome.stopped_early.as_deref(),
+        outcome.work.as_ref(),
     )
     .with_context(|| format!("writing the outputs to {}", output.display()))?;
     let rec = &outcome.reconstruction;
@@ -343,7 +344,7 @@ fn save_checkpoint(
     if periodic {
         let epoch = rec.history.last().map_or(0, |s| s.epoch);
         tracing::info!("checkpoint after epoch {epoch} in {}", output.display());
-        outputs::write(output, rec, None)?;
+        outputs::write(output, rec, None, None)?;
         let result = extras.truth.and_then(|t| score(rec, t).ok());
         let status = format!(
             "Checkpoint after epoch {epoch} of {} (the run is still going).",
@@ -680,6 +681,7 @@ pub fn finish(
                 "seconds": seconds,
                 "output": output.display().to_string(),
                 "stopped_early": outcome.stopped_early,
+                "epoch_equivalents": outcome.work.as_ref().map(|w| w.epoch_equivalents),
                 "resume": resumable.then(|| format!("autopty reconstruct --resume {}", output.display())),
             }),
         );
@@ -693,6 +695,22 @@ pub fn finish(
             rec.geometry.refined_distance(),
             start_distance
         );
+        if let Some(w) = &outcome.work {
+            let stages: Vec<String> = w
+                .stages
+                .iter()
+                .map(|s| format!("{} {:.1}", s.stage, s.epoch_equivalents))
+                .collect();
+            println!(
+                "work: {:.1} epoch-equivalents ({}; frame evaluations: {} with gradients, {} \
+                 loss only at {} each)",
+                w.epoch_equivalents,
+                stages.join(", "),
+                w.gradient_frames,
+                w.loss_frames,
+                autopty::work::LOSS_ONLY_COST
+            );
+        }
         println!(
             "outputs written to {} (report: {})",
             output.display(),

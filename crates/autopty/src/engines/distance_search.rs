@@ -38,6 +38,10 @@ pub struct DistanceSearch {
     pub points: usize,
     /// Epochs of object and probe reconstruction at each trial distance.
     pub epochs: usize,
+    /// Fraction of the frames each trial fits: those nearest the scan's centre (1 = all). A
+    /// trial's cost is in proportion; the centre's frames overlap the most, and the frames the
+    /// registration misplaces are mostly at the scan's edge.
+    pub frames: f64,
 }
 
 impl Default for DistanceSearch {
@@ -47,6 +51,7 @@ impl Default for DistanceSearch {
             range: 0.4,
             points: 9,
             epochs: 20,
+            frames: 1.0,
         }
     }
 }
@@ -58,6 +63,12 @@ impl DistanceSearch {
             return Err(Error::invalid(
                 "distance_search.range",
                 format!("expected a relative width in (0, 10), got {}", self.range),
+            ));
+        }
+        if !(self.frames > 0.0 && self.frames <= 1.0) {
+            return Err(Error::invalid(
+                "distance_search.frames",
+                format!("expected a fraction in (0, 1], got {}", self.frames),
             ));
         }
         if self.points < 3 || self.epochs == 0 {
@@ -194,6 +205,9 @@ impl Context<'_, '_> {
         settings.distance.enabled = false;
         settings.object_smoothing = 0.0;
         settings.lr_final_fraction = 1.0;
+        if search.frames < 1.0 {
+            settings.held_out = outside_centre(&model.positions(), search.frames);
+        }
         let quiet = Control {
             on_epoch: &mut |_| {},
             stop: control.stop,
@@ -211,6 +225,25 @@ impl Context<'_, '_> {
             .last()
             .map_or(f64::INFINITY, |s| s.loss))
     }
+}
+
+/// The frames (rows of `positions`) other than the `fraction` of them nearest the positions'
+/// mean (at least 1 kept).
+fn outside_centre(positions: &Array2<f64>, fraction: f64) -> Vec<usize> {
+    let count = positions.nrows();
+    let keep = ((fraction * count as f64).ceil() as usize).clamp(1, count.max(1));
+    let Some(mean) = positions.mean_axis(ndarray::Axis(0)) else {
+        return Vec::new();
+    };
+    let mut order: Vec<(f64, usize)> = positions
+        .outer_iter()
+        .enumerate()
+        .map(|(j, p)| ((p[0] - mean[0]).hypot(p[1] - mean[1]), j))
+        .collect();
+    order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut out: Vec<usize> = order[keep..].iter().map(|&(_, j)| j).collect();
+    out.sort_unstable();
+    out
 }
 
 /// The abscissa of the lowest trial.
@@ -246,6 +279,18 @@ mod tests {
     }
 
     #[test]
+    fn keeps_the_frames_nearest_the_centre() {
+        // A 3 x 3 grid: the centre frame is 4, its four edge neighbours 1, 3, 5, 7.
+        let grid = Array2::from_shape_fn((9, 2), |(j, k)| [(j / 3) as f64, (j % 3) as f64][k]);
+        assert_eq!(
+            outside_centre(&grid, 1.0 / 9.0),
+            vec![0, 1, 2, 3, 5, 6, 7, 8]
+        );
+        assert_eq!(outside_centre(&grid, 5.0 / 9.0), vec![0, 2, 6, 8]);
+        assert!(outside_centre(&grid, 1.0).is_empty());
+    }
+
+    #[test]
     fn rejects_bad_settings() {
         let bad = DistanceSearch {
             range: -0.1,
@@ -257,5 +302,10 @@ mod tests {
             ..Default::default()
         };
         assert!(bad.validate().is_err());
+        let bad = DistanceSearch {
+            frames: 0.0,
+            ..Default::default()
+        };
+        assert!(bad.validate().unwrap_err().to_string().contains("frames"));
     }
 }

@@ -87,6 +87,7 @@ impl EpochLog {
             registration: None,
             curvature_gauge: Vec::new(),
             restart_losses: Vec::new(),
+            work: None,
         }
     }
 }

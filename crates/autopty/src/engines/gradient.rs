@@ -25,6 +25,7 @@ use crate::ops::{regularise, scan_affine, smooth};
 use crate::optim::{Optimizer, OptimizerKind};
 use crate::probe;
 use crate::reconstruction::{EpochStats, Reconstruction};
+use crate::work::Meter;
 use ndarray::Array2;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -264,12 +265,14 @@ pub fn run_resumable(
     mut checkpointing: Option<&mut Checkpointing>,
 ) -> Result<Outcome> {
     settings.validate()?;
+    let mut meter = Meter::start(data.len());
     let resuming = checkpointing
         .as_ref()
         .is_some_and(|c| c.resumed_start().is_some());
     if settings.restarts > 1 && !resuming {
         let mut best: Option<Outcome> = None;
         let mut losses = Vec::with_capacity(settings.restarts);
+        let mut stages = Vec::new();
         for k in 0..settings.restarts {
             let one = GradientSettings {
                 restarts: 1,
@@ -291,6 +294,11 @@ pub fn run_resumable(
                 // Interrupted: this restart is what the checkpoint holds.
                 return Ok(outcome);
             }
+            let restart_stages = outcome.work.iter().flat_map(|w| &w.stages);
+            stages.extend(restart_stages.map(|s| crate::work::StageWork {
+                stage: format!("restart {}: {}", k + 1, s.stage),
+                epoch_equivalents: s.epoch_equivalents,
+            }));
             let loss = final_loss(&outcome);
             tracing::info!(
                 "restart {} (seed {}): final loss {loss:.4e}",
@@ -304,6 +312,10 @@ pub fn run_resumable(
         }
         let mut best = best.expect("at least one restart");
         best.restart_losses = losses;
+        best.work = Some(crate::work::Work {
+            stages,
+            ..meter.finish()
+        });
         return Ok(best);
     }
     if let Some(start) = checkpointing.as_ref().and_then(|c| c.resumed_start()) {
@@ -311,10 +323,14 @@ pub fn run_resumable(
             "resume: the preparation stages are done; the joint run starts at {:.6} m",
             start.distance
         );
-        let joint = GradientSettings {
+        let mut joint = GradientSettings {
             fix_scan_affine: false,
             ..settings.clone()
         };
+        if holds_geometry(data, settings) {
+            joint.distance.enabled = false;
+            joint.fix_scan_affine = true;
+        }
         let (mut model, objective) = fresh_start(
             data,
             model_settings,
@@ -340,7 +356,11 @@ pub fn run_resumable(
         if let Some(c) = checkpointing.as_mut() {
             c.start = Some(start);
         }
-        return run_from_resumable(data, model, objective, &joint, control, checkpointing);
+        let mut outcome =
+            run_from_resumable(data, model, objective, &joint, control, checkpointing)?;
+        meter.stage("joint run (resumed)");
+        outcome.work = Some(meter.finish());
+        return Ok(outcome);
     }
     let mut settings = settings.clone();
     let mut distance = data.geometry.refined_distance();
@@ -397,6 +417,7 @@ pub fn run_resumable(
         );
         distance = found.distance;
         searched = Some(found);
+        meter.stage("distance search");
     }
     if rounds {
         let found = searched.as_ref().is_some_and(|f| f.interior);
@@ -413,6 +434,7 @@ pub fn run_resumable(
         distance = a.distance;
         corrections = Some(a.corrections.clone());
         aligned = Some(a);
+        meter.stage("alignment");
     }
     // By now the distance is close to right, so the scan's scale no longer drifts with it, and
     // the joint run may correct the registration's own affine error (measured at 0.1 m: median
@@ -425,11 +447,7 @@ pub fn run_resumable(
     // The astigmatism of the probe of the member the gauge chose, which the next pass's and the
     // joint run's fresh probes are given.
     let mut astigmatism_handed_on = None;
-    if settings.curvature_gauge.enabled
-        && settings.positions.enabled
-        && settings.distance.enabled
-        && data.geometry.regime == Regime::NearField
-    {
+    if gauge_runs(data, settings) {
         let gauge = &settings.curvature_gauge;
         let stage = GradientSettings {
             epochs: gauge.epochs,
@@ -486,6 +504,12 @@ pub fn run_resumable(
                 break;
             }
         }
+        meter.stage("curvature gauge");
+    }
+    let mut joint = joint;
+    if holds_geometry(data, settings) {
+        joint.distance.enabled = false;
+        joint.fix_scan_affine = true;
     }
     let (mut model, objective) =
         fresh_start(data, model_settings, &joint, distance, corrections.as_ref())?;
@@ -501,11 +525,27 @@ pub fn run_resumable(
         });
     }
     let mut outcome = run_from_resumable(data, model, objective, &joint, control, checkpointing)?;
+    meter.stage("joint run");
+    outcome.work = Some(meter.finish());
     outcome.distance_search = searched;
     outcome.alignment = aligned;
     outcome.registration = registered;
     outcome.curvature_gauge = gauged;
     Ok(outcome)
+}
+
+/// Whether [`run`] moves the probe's curvature into the geometry before the joint run.
+fn gauge_runs(data: &Dataset, settings: &GradientSettings) -> bool {
+    settings.curvature_gauge.enabled
+        && settings.positions.enabled
+        && settings.distance.enabled
+        && data.geometry.regime == Regime::NearField
+}
+
+/// Whether the joint run of [`run`] keeps the distance and the scan's affine part the curvature
+/// gauge chose.
+fn holds_geometry(data: &Dataset, settings: &GradientSettings) -> bool {
+    settings.curvature_gauge.hold_geometry && gauge_runs(data, settings)
 }
 
 /// The last epoch's loss of a run (infinite when it recorded none).
@@ -881,6 +921,7 @@ fn run_epochs(
         registration: None,
         curvature_gauge: Vec::new(),
         restart_losses: Vec::new(),
+        work: None,
     };
     Ok((outcome, astigmatism))
 }

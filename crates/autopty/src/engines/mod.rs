@@ -56,6 +56,9 @@ pub struct Outcome {
     /// The final loss of every restart (gradient engine, `restarts` > 1), in the order run;
     /// the outcome is the lowest one's.
     pub restart_losses: Vec<f64>,
+    /// The work of the run in epoch-equivalents, every stage and restart counted (gradient
+    /// engine; `None` for the classical engines).
+    pub work: Option<crate::work::Work>,
 }
 
 /// The engines a job can name.

@@ -32,9 +32,6 @@ use crate::propagate::Propagator;
 use ndarray::Array2;
 use serde::Serialize;
 
-/// Coarse grid step (px) of the search; the best coarse offset is then refined to 1 px.
-const COARSE_STEP: i64 = 2;
-
 /// A frame moves only when its best offset has at most this fraction of its current loss.
 /// Measured on `paper` from the round-6 states at 0.165 and 0.2 m: the misplaced frames had
 /// 0.10-0.57 of their loss at their true places; the correctly placed flagged frames had no
@@ -66,6 +63,8 @@ pub struct RescueSettings {
     pub radius: f64,
     /// Epochs of the quarantined reconstruction.
     pub epochs: usize,
+    /// Coarse grid step (px) of the search; the best coarse offset is then refined to 1 px.
+    pub step: usize,
 }
 
 /// Flags the frames of `model` (the state a round ended with, at its distance) whose loss stands
@@ -136,6 +135,7 @@ pub fn rescue(
             coverage: coverage.as_ref(),
             frame: j,
             radius: settings.radius,
+            step: settings.step.max(1) as i64,
         };
         let here = search.loss(&mut trial, objective, 0, 0);
         if !here.is_finite() {
@@ -190,6 +190,7 @@ struct FrameSearch<'a> {
     coverage: Option<&'a Array2<f32>>,
     frame: usize,
     radius: f64,
+    step: i64,
 }
 
 impl FrameSearch<'_> {
@@ -246,7 +247,7 @@ impl FrameSearch<'_> {
     fn best(&self, model: &mut Model, objective: &mut Objective, here: f64) -> (f64, i64, i64) {
         let reach = self.radius.floor() as i64;
         let mut best = (here, 0, 0);
-        let coarse = (-reach..=reach).filter(|d| d % COARSE_STEP == 0);
+        let coarse = (-reach..=reach).filter(|d| d % self.step == 0);
         for dr in coarse.clone() {
             for dc in coarse.clone() {
                 let l = self.loss(model, objective, dr, dc);
@@ -256,8 +257,8 @@ impl FrameSearch<'_> {
             }
         }
         let (_, br, bc) = best;
-        for dr in br - COARSE_STEP + 1..br + COARSE_STEP {
-            for dc in bc - COARSE_STEP + 1..bc + COARSE_STEP {
+        for dr in br - self.step + 1..br + self.step {
+            for dc in bc - self.step + 1..bc + self.step {
                 if (dr, dc) != (br, bc) {
                     let l = self.loss(model, objective, dr, dc);
                     if l < best.0 {

@@ -8,7 +8,7 @@
 //! | `positions.csv` | index, refined row/col (px, top-left of the probe window in the object array), the same in metres from the array's origin, nominal row/col (px), correction (px) |
 //! | `history.csv` | epoch, loss, distance (m), median position correction (px), seconds |
 //! | `reconstruction.cxi` | object, probe, refined translations and distances as CXI ([`super::cxi_output`]) |
-//! | `summary.json` | engine, settings, geometry with the refined distance, pixel size, epochs, final loss, seconds per epoch |
+//! | `summary.json` | engine, settings, geometry with the refined distance, pixel size, epochs, final loss, seconds per epoch, work in epoch-equivalents (gradient engine) |
 //! | `object_magnitude.png`, `object_phase.png`, `probe_mode_K.png` | images |
 //! | `loss.png`, `distance.png`, `position_correction.png` | curves per epoch |
 
@@ -19,6 +19,7 @@ use crate::io::npy;
 use crate::reconstruction::{EpochStats, Reconstruction};
 use crate::report::image::{save_complex_png, save_magnitude_png, save_phase_png};
 use crate::report::plot::{save_line_plot, LinePlot, Series};
+use crate::work::Work;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -47,11 +48,14 @@ pub struct Summary {
     pub stopped_early: Option<String>,
     /// Engine settings.
     pub settings: serde_json::Value,
+    /// The work of the run, every stage counted (gradient engine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work: Option<Work>,
 }
 
 impl Summary {
     /// The summary of a reconstruction.
-    pub fn of(rec: &Reconstruction, stopped_early: Option<&str>) -> Self {
+    pub fn of(rec: &Reconstruction, stopped_early: Option<&str>, work: Option<&Work>) -> Self {
         let last = rec.history.last();
         Summary {
             engine: rec.engine.clone(),
@@ -64,12 +68,19 @@ impl Summary {
             seconds_per_epoch: last.map(|s| s.seconds / s.epoch.max(1) as f64),
             stopped_early: stopped_early.map(str::to_owned),
             settings: rec.settings.clone(),
+            work: work.cloned(),
         }
     }
 }
 
-/// Writes every output of a reconstruction into `dir` (created if missing).
-pub fn write(dir: &Path, rec: &Reconstruction, stopped_early: Option<&str>) -> Result<()> {
+/// Writes every output of a reconstruction into `dir` (created if missing); `work` goes into
+/// the summary.
+pub fn write(
+    dir: &Path,
+    rec: &Reconstruction,
+    stopped_early: Option<&str>,
+    work: Option<&Work>,
+) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     npy::write_complex2(&dir.join("object.npy"), &rec.object)?;
     npy::write_complex3(&dir.join("probe.npy"), &rec.probe)?;
@@ -79,7 +90,7 @@ pub fn write(dir: &Path, rec: &Reconstruction, stopped_early: Option<&str>) -> R
         &dir.join("history.csv"),
         history_csv(&rec.history).as_bytes(),
     )?;
-    let summary = serde_json::to_string_pretty(&Summary::of(rec, stopped_early))
+    let summary = serde_json::to_string_pretty(&Summary::of(rec, stopped_early, work))
         .map_err(|e| Error::invalid("summary", e.to_string()))?;
     write_bytes_atomic(&dir.join("summary.json"), summary.as_bytes())?;
     write_images(dir, rec)
