@@ -142,6 +142,14 @@ fn for_each_symmetric_bin(
     }
 }
 
+/// `exp(i phase)`: the phase reduced to one turn in f64 (by `floor`: `rem_euclid` calls the
+/// slow `fmod`), then evaluated in f32 (error ~1e-7 rad).
+fn unit_phasor(phase: f64) -> Complex32 {
+    let turns = phase / std::f64::consts::TAU;
+    let (sin, cos) = (((turns - turns.floor()) * std::f64::consts::TAU) as f32).sin_cos();
+    Complex32::new(cos, sin)
+}
+
 /// Work buffers for one thread of a [`Propagator`].
 pub struct PropWork {
     fft: FftWork,
@@ -498,16 +506,7 @@ impl NearField {
             .par_iter_mut()
             .zip(&classes.kz_minus_k)
             .with_min_len(1 << 12)
-            .for_each(|(h, d)| {
-                *h = d.map_or(Complex32::default(), |d| {
-                    // Reduced in f64 (by `floor`: `rem_euclid` calls the slow `fmod`),
-                    // evaluated in f32 (error ~1e-7 rad).
-                    let turns = d * distance / std::f64::consts::TAU;
-                    let phase = ((turns - turns.floor()) * std::f64::consts::TAU) as f32;
-                    let (sin, cos) = phase.sin_cos();
-                    Complex32::new(cos, sin)
-                })
-            });
+            .for_each(|(h, d)| *h = d.map_or(Complex32::default(), |d| unit_phasor(d * distance)));
         let values = &classes.transfer;
         self.transfer
             .par_chunks_mut(1 << 14)
@@ -538,15 +537,10 @@ impl NearField {
     fn set_paraxial_transfer(&mut self) {
         let [e0, e1] = self.astigmatism;
         let c = self.astigmatism_phase_scale();
-        let phasor = |phase: f64| {
-            let turns = phase / std::f64::consts::TAU;
-            let (sin, cos) = (((turns - turns.floor()) * std::f64::consts::TAU) as f32).sin_cos();
-            Complex32::new(cos, sin)
-        };
         let [hx, hy] = &mut *self.axis_transfer;
         for ((hx, hy), &f) in hx.iter_mut().zip(hy.iter_mut()).zip(&self.freq) {
-            *hx = phasor(c * (1.0 + e0) * f * f);
-            *hy = phasor(c * (1.0 - e0) * f * f);
+            *hx = unit_phasor(c * (1.0 + e0) * f * f);
+            *hy = unit_phasor(c * (1.0 - e0) * f * f);
         }
         let (np, freq, hx, hy) = (self.padded, &self.freq, &*hx, &*hy);
         self.transfer
@@ -557,7 +551,7 @@ impl NearField {
                 for (ky, h) in row.iter_mut().enumerate() {
                     *h = hx[kx] * hy[ky];
                     if e1 != 0.0 {
-                        *h *= phasor(c * 2.0 * e1 * freq[kx] * freq[ky]);
+                        *h *= unit_phasor(c * 2.0 * e1 * freq[kx] * freq[ky]);
                     }
                 }
             });
@@ -1360,6 +1354,32 @@ mod tests {
         }
     }
 
+    impl Misfit {
+        /// Asserts that dL/ds and dL/dz at `(s, z, e)` match central finite differences.
+        fn check_move_and_distance_gradients(&self, s: [f64; 2], z: f64, e: [f64; 2]) {
+            let extras = self.gradients(s, z, e);
+            for k in 0..2 {
+                let eps = 1e-3;
+                let (mut a, mut b) = (s, s);
+                a[k] += eps;
+                b[k] -= eps;
+                let fd = (self.loss(a, z, e) - self.loss(b, z, e)) / (2.0 * eps);
+                assert!(
+                    (extras.ds[k] - fd).abs() < 2e-3 * fd.abs().max(1.0),
+                    "axis {k}: analytic {} vs finite difference {fd}",
+                    extras.ds[k]
+                );
+            }
+            let eps = 1e-4 * z;
+            let fd = (self.loss(s, z + eps, e) - self.loss(s, z - eps, e)) / (2.0 * eps);
+            assert!(
+                (extras.dz - fd).abs() < 2e-3 * fd.abs(),
+                "dz: analytic {} vs finite difference {fd}",
+                extras.dz
+            );
+        }
+    }
+
     #[test]
     fn move_and_distance_gradients_match_finite_differences_on_a_padded_grid() {
         // On a grid with padding and evanescent corners.
@@ -1367,26 +1387,7 @@ mod tests {
         let misfit = Misfit::new(48, 1e-9, 0.5e-6, z, 31);
         let padded = misfit.propagator(z, e).full_size();
         assert!(padded > 48 + 40, "padded to {padded}");
-        let extras = misfit.gradients(s, z, e);
-        for k in 0..2 {
-            let eps = 1e-3;
-            let (mut a, mut b) = (s, s);
-            a[k] += eps;
-            b[k] -= eps;
-            let fd = (misfit.loss(a, z, e) - misfit.loss(b, z, e)) / (2.0 * eps);
-            assert!(
-                (extras.ds[k] - fd).abs() < 2e-3 * fd.abs().max(1.0),
-                "axis {k}: analytic {} vs finite difference {fd}",
-                extras.ds[k]
-            );
-        }
-        let eps = 1e-4 * z;
-        let fd = (misfit.loss(s, z + eps, e) - misfit.loss(s, z - eps, e)) / (2.0 * eps);
-        assert!(
-            (extras.dz - fd).abs() < 2e-3 * fd.abs(),
-            "dz: analytic {} vs finite difference {fd}",
-            extras.dz
-        );
+        misfit.check_move_and_distance_gradients(s, z, e);
     }
 
     #[test]
@@ -1474,26 +1475,7 @@ mod tests {
         let misfit = Misfit::new(32, 5e-7, 1e-6, z, 61);
         assert!(!misfit.propagator(z, e).is_paraxial());
         assert!(Propagator::near(32, 1e-9, 0.2, 1e-6).is_paraxial());
-        let extras = misfit.gradients(s, z, e);
-        for k in 0..2 {
-            let eps = 1e-3;
-            let (mut a, mut b) = (s, s);
-            a[k] += eps;
-            b[k] -= eps;
-            let fd = (misfit.loss(a, z, e) - misfit.loss(b, z, e)) / (2.0 * eps);
-            assert!(
-                (extras.ds[k] - fd).abs() < 2e-3 * fd.abs().max(1.0),
-                "axis {k}: analytic {} vs finite difference {fd}",
-                extras.ds[k]
-            );
-        }
-        let eps = 1e-4 * z;
-        let fd = (misfit.loss(s, z + eps, e) - misfit.loss(s, z - eps, e)) / (2.0 * eps);
-        assert!(
-            (extras.dz - fd).abs() < 2e-3 * fd.abs(),
-            "dz: analytic {} vs finite difference {fd}",
-            extras.dz
-        );
+        misfit.check_move_and_distance_gradients(s, z, e);
     }
 
     #[test]
