@@ -16,13 +16,16 @@
 //! sequential pass. All buffers are allocated once.
 
 use crate::dataset::Dataset;
+use crate::fft::transpose_block;
 use crate::fft::FftWork;
 use crate::model::{Gradients, Model, Subpixel};
-use crate::ops::loss::{loss_and_gradient, measured_amplitude, LossKind, Measured};
+use crate::ops::loss::{
+    loss_and_gradient, measured_amplitude, transpose_frame, transpose_patterns, LossKind, Measured,
+};
 use crate::ops::modes::{add_probe_gradient, exit_waves, patch_gradient};
 use crate::ops::sampler::{position_gradient, sample, scatter_add, Placement};
 use crate::ops::shift::{FourierShift, Ramp};
-use crate::propagate::{PropWork, Propagator};
+use crate::propagate::{Back, FusedWork, PropWork, Propagator};
 use ndarray::Array3;
 use num_complex::Complex32;
 use rayon::prelude::*;
@@ -45,6 +48,8 @@ struct Slot {
     probe_grad_spectrum: Vec<Complex32>,
     fields: Vec<Complex32>,
     cache: Vec<Complex32>,
+    /// Buffers of the fused pass (separable near field).
+    fused: FusedWork,
     g_patch: Vec<Complex32>,
     loss: f64,
     dz: f64,
@@ -58,8 +63,14 @@ pub struct Objective {
     kind: LossKind,
     /// What the loss reads of each pattern: the amplitudes `sqrt(I_meas + b)` for the amplitude
     /// loss (`b` the noise floor), the intensities otherwise (one copy of the data, not two).
+    /// In transposed order (`[x, y]`) when `transposed`.
     measured: Array3<f32>,
+    /// The detector mask, in the order of `measured`.
     mask: Vec<f32>,
+    /// The patterns and the mask are stored transposed: with a paraxial near field, whose
+    /// fused pass hands the loss the detector field in that order (see
+    /// [`Propagator::fused_pass`]); its other passes transpose around the loss.
+    transposed: bool,
     propagator: Propagator,
     subpixel: Subpixel,
     shifter: FourierShift,
@@ -105,6 +116,7 @@ impl Objective {
                 probe_grad_spectrum: vec![Complex32::default(); modes * nn],
                 fields: vec![Complex32::default(); modes * nn],
                 cache: vec![Complex32::default(); modes * propagator.cache_len()],
+                fused: propagator.fused_work(modes),
                 g_patch: vec![Complex32::default(); nn],
                 loss: 0.0,
                 dz: 0.0,
@@ -115,23 +127,29 @@ impl Objective {
         let works = (0..max_batch)
             .map(|_| (propagator.work(), shifter.work()))
             .collect();
-        let mask: Vec<f32> = data
+        let transposed = propagator.is_paraxial();
+        let mut mask: Vec<f32> = data
             .mask
             .iter()
             .map(|&m| if m { 1.0 } else { 0.0 })
             .collect();
         let total_measured = data.measured_photons().max(1e-30);
         let background = data.noise_floor as f32;
+        let mut measured = match kind {
+            LossKind::Amplitude => data.intensities.mapv(|v| measured_amplitude(v, background)),
+            LossKind::Intensity | LossKind::Poisson => {
+                data.intensities.as_standard_layout().into_owned()
+            }
+        };
+        if transposed {
+            transpose_patterns(&mut measured, &mut mask);
+        }
         Objective {
             background,
             kind,
-            measured: match kind {
-                LossKind::Amplitude => data.intensities.mapv(|v| measured_amplitude(v, background)),
-                LossKind::Intensity | LossKind::Poisson => {
-                    data.intensities.as_standard_layout().into_owned()
-                }
-            },
+            measured,
             mask,
+            transposed,
             propagator,
             subpixel,
             shifter,
@@ -208,7 +226,7 @@ impl Objective {
             }
         }
         let active = &mut self.slots[..batch.len()];
-        let (prop, kind) = (&self.propagator, self.kind);
+        let (prop, kind, transposed) = (&self.propagator, self.kind, self.transposed);
         let (measured, mask, background) = (&self.measured, &self.mask, self.background);
         let model_probe = model.probe.as_slice().expect("contiguous probe");
         let (shifter, probe_spectrum) = (&self.shifter, &self.probe_spectrum);
@@ -233,44 +251,75 @@ impl Objective {
                     model_probe
                 };
                 exit_waves(probe, &s.patch, &mut s.fields);
-                for (k, f) in s.fields.chunks_exact_mut(nn).enumerate() {
-                    let cache = &mut s.cache[k * cache_len..(k + 1) * cache_len];
-                    prop.forward_moved(f, cache, s.shift, work);
-                }
                 let pattern = measured
                     .index_axis(ndarray::Axis(0), s.j)
                     .to_slice()
                     .expect("contiguous");
-                let data = match kind {
-                    LossKind::Amplitude => Measured {
-                        amplitude: pattern,
-                        intensity: &[],
-                        mask,
-                        background,
-                    },
-                    LossKind::Intensity | LossKind::Poisson => Measured {
-                        amplitude: &[],
-                        intensity: pattern,
-                        mask,
-                        background,
-                    },
+                let (amplitude, intensity) = match kind {
+                    LossKind::Amplitude => (pattern, &[][..]),
+                    LossKind::Intensity | LossKind::Poisson => (&[][..], pattern),
                 };
-                s.loss = loss_and_gradient(kind, &mut s.fields, nn, data);
-                if !with_grad {
-                    return;
-                }
+                let data = Measured {
+                    amplitude,
+                    intensity,
+                    mask,
+                    background,
+                };
+                // The loss of detector pixels `at` (in the data's order) of fields whose modes
+                // lie `at.len()` apart.
+                let loss = |fields: &mut [Complex32], at: std::ops::Range<usize>| {
+                    loss_and_gradient(kind, fields, at.len(), data.pixels(at))
+                };
+                let mut ds = [0.0; 2];
                 s.dz = 0.0;
                 s.de = [0.0; 2];
-                let mut ds = [0.0; 2];
-                for (k, f) in s.fields.chunks_exact_mut(nn).enumerate() {
-                    let cache =
-                        (cache_len > 0).then(|| &s.cache[k * cache_len..(k + 1) * cache_len]);
-                    let extras = prop.adjoint_moved(f, cache, s.shift, work);
-                    s.dz += extras.dz;
-                    s.de[0] += extras.astigmatism[0];
-                    s.de[1] += extras.astigmatism[1];
-                    ds[0] += extras.ds[0];
-                    ds[1] += extras.ds[1];
+                if prop.fuses() {
+                    let modes = s.fields.len() / nn;
+                    let step = |x0: usize, columns: &mut [Complex32]| {
+                        let span = columns.len() / modes;
+                        loss(columns, x0 * n..x0 * n + span)
+                    };
+                    let back = if with_grad {
+                        Back::AdjointWithGradients
+                    } else {
+                        Back::Skip
+                    };
+                    let (value, extras) =
+                        prop.fused_pass(&mut s.fields, s.shift, &step, back, &mut s.fused);
+                    s.loss = value;
+                    if !with_grad {
+                        return;
+                    }
+                    s.dz = extras.dz;
+                    s.de = extras.astigmatism;
+                    ds = extras.ds;
+                } else {
+                    for (k, f) in s.fields.chunks_exact_mut(nn).enumerate() {
+                        let cache = &mut s.cache[k * cache_len..(k + 1) * cache_len];
+                        prop.forward_moved(f, cache, s.shift, work);
+                        if transposed {
+                            transpose_block(f, n, &mut s.g_patch, n, n, n);
+                            f.copy_from_slice(&s.g_patch);
+                        }
+                    }
+                    s.loss = loss(&mut s.fields, 0..nn);
+                    if !with_grad {
+                        return;
+                    }
+                    for (k, f) in s.fields.chunks_exact_mut(nn).enumerate() {
+                        if transposed {
+                            transpose_block(f, n, &mut s.g_patch, n, n, n);
+                            f.copy_from_slice(&s.g_patch);
+                        }
+                        let cache =
+                            (cache_len > 0).then(|| &s.cache[k * cache_len..(k + 1) * cache_len]);
+                        let extras = prop.adjoint_moved(f, cache, s.shift, work);
+                        s.dz += extras.dz;
+                        s.de[0] += extras.astigmatism[0];
+                        s.de[1] += extras.astigmatism[1];
+                        ds[0] += extras.ds[0];
+                        ds[1] += extras.ds[1];
+                    }
                 }
                 patch_gradient(probe, &s.fields, &mut s.g_patch);
                 if fourier {
@@ -346,7 +395,11 @@ impl Objective {
             self.mask.len(),
             "one weight per detector pixel"
         );
-        let weighted = self.mask.iter().zip(weights).map(|(m, w)| m * w).collect();
+        let mut weights = weights.to_vec();
+        if self.transposed {
+            transpose_frame(&mut weights, self.propagator.n());
+        }
+        let weighted = self.mask.iter().zip(&weights).map(|(m, w)| m * w).collect();
         let mask = std::mem::replace(&mut self.mask, weighted);
         let loss = self.evaluate(model, &[j], None);
         self.mask = mask;

@@ -26,10 +26,12 @@
 use crate::dataset::Dataset;
 use crate::fft::FftWork;
 use crate::model::{Model, Subpixel};
-use crate::ops::loss::{loss_and_scaled_gradient, measured_amplitude, LossKind, Measured};
+use crate::ops::loss::{
+    loss_and_scaled_gradient, measured_amplitude, transpose_patterns, LossKind, Measured,
+};
 use crate::ops::sampler::{sample, scatter_add, Placement};
 use crate::ops::shift::{FourierShift, Ramp};
-use crate::propagate::{PropWork, Propagator};
+use crate::propagate::{Back, FusedWork, PropWork, Propagator};
 use ndarray::{Array2, Array3, Axis};
 use num_complex::Complex32;
 
@@ -44,12 +46,25 @@ pub struct Patterns {
     total: f64,
     /// The data's noise floor (photons per pixel, see [`Dataset::noise_floor`]).
     background: f32,
+    /// The amplitudes and the mask are in transposed order (`[x, y]`), as the fused pass of a
+    /// separable near field reads them (see [`fused_modulus_correction`]).
+    transposed: bool,
 }
 
 impl Patterns {
     /// Square roots and mask weights of `data`.
     pub fn new(data: &Dataset) -> Self {
-        let mask: Vec<f32> = data.mask.iter().map(|&m| f32::from(u8::from(m))).collect();
+        Self::in_order(data, false)
+    }
+
+    /// [`Patterns::new`] in the order `propagator` reads them: transposed where it runs the
+    /// fused pass ([`fused_modulus_correction`]).
+    pub fn for_propagator(data: &Dataset, propagator: &Propagator) -> Self {
+        Self::in_order(data, propagator.fuses())
+    }
+
+    fn in_order(data: &Dataset, transposed: bool) -> Self {
+        let mut mask: Vec<f32> = data.mask.iter().map(|&m| f32::from(u8::from(m))).collect();
         let total = data.measured_photons().max(1e-30);
         let photons = data
             .intensities
@@ -57,13 +72,23 @@ impl Patterns {
             .map(|frame| frame.iter().zip(&mask).map(|(&i, &m)| (i * m) as f64).sum())
             .collect();
         let background = data.noise_floor as f32;
+        let mut amplitude = data.intensities.mapv(|v| measured_amplitude(v, background));
+        if transposed {
+            transpose_patterns(&mut amplitude, &mut mask);
+        }
         Patterns {
-            amplitude: data.intensities.mapv(|v| measured_amplitude(v, background)),
+            amplitude,
             photons,
             mask,
             total,
             background,
+            transposed,
         }
+    }
+
+    /// Whether the patterns are stored in transposed order (see [`Patterns::for_propagator`]).
+    pub fn transposed(&self) -> bool {
+        self.transposed
     }
 
     /// Pattern j (amplitudes; the intensities are left empty).
@@ -257,6 +282,27 @@ pub fn modulus_correction(
         propagator.adjoint_moved(f, None, s, work);
     }
     loss
+}
+
+/// [`modulus_correction`] in one fused pass of a separable near field (see
+/// [`Propagator::fused_pass`]), with `data` in transposed order.
+pub fn fused_modulus_correction(
+    propagator: &Propagator,
+    waves: &mut [Complex32],
+    s: [f64; 2],
+    data: Measured,
+    work: &mut FusedWork,
+) -> f64 {
+    let n = propagator.n();
+    let modes = waves.len() / (n * n);
+    let step = |x0: usize, columns: &mut [Complex32]| {
+        let span = columns.len() / modes;
+        let at = data.pixels(x0 * n..x0 * n + span);
+        loss_and_scaled_gradient(LossKind::Amplitude, columns, span, at, -0.5)
+    };
+    propagator
+        .fused_pass(waves, s, &step, Back::Adjoint, work)
+        .0
 }
 
 /// Largest value of `sum_m |P_m|^2` over the frame (M modes of nn values).

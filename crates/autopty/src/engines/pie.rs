@@ -29,7 +29,9 @@
 
 use crate::dataset::Dataset;
 use crate::engines::epochs::EpochLog;
-use crate::engines::exit_wave::{max_mode_power, modulus_correction, Patterns, ProbeShifter, View};
+use crate::engines::exit_wave::{
+    fused_modulus_correction, max_mode_power, modulus_correction, Patterns, ProbeShifter, View,
+};
 use crate::engines::{Control, Outcome};
 use crate::error::{Error, Result};
 use crate::model::{Model, ModelSettings, Subpixel};
@@ -235,7 +237,7 @@ pub fn run_from(
 ) -> Result<Outcome> {
     settings.validate()?;
     propagator.set_distance(model.propagation_distance());
-    let patterns = Patterns::new(data);
+    let patterns = Patterns::for_propagator(data, &propagator);
     let (n, modes) = (model.frame(), model.probe.shape()[0]);
     let nn = n * n;
     let steps = settings.steps(variant);
@@ -243,6 +245,7 @@ pub fn run_from(
     let shifter = ProbeShifter::new(n);
     let mut fft_work = shifter.work();
     let mut prop_work = propagator.work();
+    let mut fused_work = propagator.fused_work(modes);
     let mut spectra = vec![Complex32::default(); modes * nn];
     if fourier {
         shifter.to_spectra(
@@ -289,14 +292,25 @@ pub fn run_from(
                         .copy_from_slice(model.probe.as_slice().expect("contiguous probe"));
                 }
                 exit_waves(&buf.probe, &buf.patch, &mut buf.waves);
-                loss += modulus_correction(
-                    &propagator,
-                    &mut buf.waves,
-                    nn,
-                    view.shift,
-                    patterns.get(j),
-                    &mut prop_work,
-                );
+                loss += if patterns.transposed() {
+                    let data = patterns.get(j);
+                    fused_modulus_correction(
+                        &propagator,
+                        &mut buf.waves,
+                        view.shift,
+                        data,
+                        &mut fused_work,
+                    )
+                } else {
+                    modulus_correction(
+                        &propagator,
+                        &mut buf.waves,
+                        nn,
+                        view.shift,
+                        patterns.get(j),
+                        &mut prop_work,
+                    )
+                };
                 let moved = (positions_active && !view.clamped)
                     .then(|| position_step(&model.object, &view, n, &buf, &settings.positions))
                     .flatten();

@@ -67,6 +67,40 @@ pub struct Measured<'a> {
     pub background: f32,
 }
 
+impl<'a> Measured<'a> {
+    /// The pixels `at` of the pattern (of each field that is filled, and of the mask).
+    pub fn pixels(&self, at: std::ops::Range<usize>) -> Measured<'a> {
+        let part = |v: &'a [f32]| if v.is_empty() { v } else { &v[at.clone()] };
+        Measured {
+            amplitude: part(self.amplitude),
+            intensity: part(self.intensity),
+            mask: &self.mask[at.clone()],
+            background: self.background,
+        }
+    }
+}
+
+/// Transposes every N x N pattern of `patterns` and the N x N `mask` in place: the order in
+/// which the fused pass of a separable near field hands the loss its detector field (see
+/// [`crate::propagate::Propagator::fused_pass`]).
+pub fn transpose_patterns(patterns: &mut ndarray::Array3<f32>, mask: &mut [f32]) {
+    let n = patterns.shape()[1];
+    transpose_frame(mask, n);
+    for mut frame in patterns.outer_iter_mut() {
+        transpose_frame(frame.as_slice_mut().expect("contiguous pattern"), n);
+    }
+}
+
+/// Transposes the N x N frame `frame` (row-major) in place.
+pub fn transpose_frame(frame: &mut [f32], n: usize) {
+    let copy = frame.to_vec();
+    for (r, row) in copy.chunks_exact(n).enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            frame[c * n + r] = v;
+        }
+    }
+}
+
 /// The amplitude the amplitude loss compares with: `sqrt(I_meas + b)` for a measured count
 /// `I_meas` (negative counts read as 0) and the noise floor `b`.
 pub fn measured_amplitude(intensity: f32, background: f32) -> f32 {

@@ -47,6 +47,10 @@
 //! adjoint also returns `dL/dz = Re <g, dPsi/dz>` using the spectrum cached by the forward pass,
 //! where `dPsi/dz = crop(IFFT(i (k_z - k) H FFT(pad(psi))))`, and likewise `dL/de`.
 
+mod fused;
+
+pub use fused::{Back, DetectorStep, FusedWork};
+
 use crate::fft::{fill_phase_ramp, freq_index, task_values, transpose_block, Fft2, FftWork};
 use num_complex::Complex32;
 use rayon::prelude::*;
@@ -378,6 +382,41 @@ impl Propagator {
     /// True when the near-field propagator uses the paraxial transfer function (module docs).
     pub fn is_paraxial(&self) -> bool {
         matches!(self, Propagator::Near(p) if p.paraxial)
+    }
+
+    /// True when [`Propagator::fused_pass`] runs: the separable near field (module docs).
+    pub fn fuses(&self) -> bool {
+        matches!(self, Propagator::Near(p) if p.separable())
+    }
+
+    /// Buffers for [`Propagator::fused_pass`] on frames with `modes` probe modes (empty where
+    /// the propagator is not a paraxial near field, which never fuses).
+    pub fn fused_work(&self, modes: usize) -> FusedWork {
+        match self {
+            Propagator::Near(p) if p.paraxial => p.fused_work(modes),
+            _ => FusedWork::empty(),
+        }
+    }
+
+    /// Forward propagation of the M exit waves in `fields` (M x N x N) moved by `-s` px, the
+    /// detector `step` on the detector field in transposed order, and (per `back`) the adjoint
+    /// of the forward applied to what the step leaves, into `fields`, with the distance, move
+    /// and astigmatism gradients: the same result as [`Propagator::forward_moved`], the step
+    /// on the transposed fields and [`Propagator::adjoint_moved`], in fewer passes over memory
+    /// (see the `fused` module). Returns the step's loss and those gradients. Only where
+    /// [`Propagator::fuses`].
+    pub fn fused_pass(
+        &self,
+        fields: &mut [Complex32],
+        s: [f64; 2],
+        step: &DetectorStep,
+        back: Back,
+        work: &mut FusedWork,
+    ) -> (f64, AdjointExtras) {
+        match self {
+            Propagator::Near(p) if p.separable() => p.fused_pass(fields, s, step, back, work),
+            _ => panic!("fused_pass needs the separable near field (see Propagator::fuses)"),
+        }
     }
 
     /// Propagates `field` (N x N, overwritten by the detector field). In near field the padded
