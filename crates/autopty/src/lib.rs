@@ -27,6 +27,7 @@ pub mod propagate;
 pub mod reconstruction;
 pub mod report;
 pub mod sim;
+pub mod simd;
 pub mod work;
 
 pub use dataset::{Dataset, Truth};

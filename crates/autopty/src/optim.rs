@@ -14,6 +14,7 @@
 //! well-determined elements and turns the steps of the weakly determined ones (the object's
 //! dimly lit rim) into gradient-descent steps proportional to their gradient.
 
+use crate::simd::wide_kernel;
 use num_complex::Complex32;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -112,13 +113,29 @@ impl Rule {
             }
             return 0.0;
         }
-        const LANES: usize = 8;
-        let (b1, b2) = (BETA1 as f32, BETA2 as f32);
         let (step, c2, floor) = (
             (self.lr * self.c1) as f32,
             self.c2 as f32,
             self.floor as f32,
         );
+        adam_run([step, c2, floor], params, grads, m, v)
+    }
+}
+
+wide_kernel! {
+    /// The Adam step of [`Rule::run`] on reals: `[step, c2, floor]` are the step size times
+    /// the first moment's bias correction, the second moment's bias correction and the
+    /// denominator's floor. Returns the largest bias-corrected second moment.
+    fn adam_run(
+        constants: [f32; 3],
+        params: &mut [f32],
+        grads: &[f32],
+        m: &mut [f32],
+        v: &mut [f32],
+    ) -> f64 {
+        const LANES: usize = 8;
+        let (b1, b2) = (BETA1 as f32, BETA2 as f32);
+        let [step, c2, floor] = constants;
         let mut v_max = [0.0f32; LANES];
         let mut one = |lane: usize, p: &mut f32, g: f32, m: &mut f32, v: &mut f32| {
             *m = b1 * *m + (1.0 - b1) * g;

@@ -17,6 +17,7 @@
 //! to a Poisson count of `I + b` shifted by `b`, so comparing `I + b` with `I_meas + b` weights
 //! each pixel by its real noise: where the dark noise outweighs the signal, a pixel counts less.
 
+use crate::simd::wide_kernel;
 use num_complex::Complex32;
 use serde::{Deserialize, Serialize};
 
@@ -118,35 +119,37 @@ pub fn loss_and_gradient(
     loss_and_scaled_gradient(kind, fields, nn, data, 1.0)
 }
 
-/// [`loss_and_gradient`] with the gradients multiplied by `factor` (saves a pass where a
-/// caller needs a multiple of the gradient).
-pub fn loss_and_scaled_gradient(
-    kind: LossKind,
-    fields: &mut [Complex32],
-    nn: usize,
-    data: Measured,
-    factor: f32,
-) -> f64 {
-    let (mask, b) = (data.mask, data.background);
-    match kind {
-        LossKind::Amplitude => sweep(fields, nn, mask, data.amplitude, factor, |a, i| {
-            let s = (i + b).sqrt();
-            let d = s - a;
-            // Branch-free (so that it vectorises): d / s where s > 1e-12, else 0.
-            let live = if s > 1e-12 { 1.0 } else { 0.0 };
-            (d * d, live * d / s.max(1e-12))
-        }),
-        LossKind::Intensity => sweep(fields, nn, mask, data.intensity, factor, |im, i| {
-            let d = i - im;
-            (d * d, 2.0 * d)
-        }),
-        LossKind::Poisson => sweep(fields, nn, mask, data.intensity, factor, |im, i| {
-            // The deviance: zero where the model matches the data, never negative.
-            // With r = (model - m) / m it is m (r - ln(1 + r)), accurate near a perfect fit.
-            let (m, model) = (im.max(0.0) + b + POISSON_EPS, i + b + POISSON_EPS);
-            let r = (model - m) / m;
-            (m * (r - r.ln_1p()), 1.0 - m / model)
-        }),
+wide_kernel! {
+    /// [`loss_and_gradient`] with the gradients multiplied by `factor` (saves a pass where a
+    /// caller needs a multiple of the gradient).
+    pub fn loss_and_scaled_gradient(
+        kind: LossKind,
+        fields: &mut [Complex32],
+        nn: usize,
+        data: Measured,
+        factor: f32,
+    ) -> f64 {
+        let (mask, b) = (data.mask, data.background);
+        match kind {
+            LossKind::Amplitude => sweep(fields, nn, mask, data.amplitude, factor, |a, i| {
+                let s = (i + b).sqrt();
+                let d = s - a;
+                // Branch-free (so that it vectorises): d / s where s > 1e-12, else 0.
+                let live = if s > 1e-12 { 1.0 } else { 0.0 };
+                (d * d, live * d / s.max(1e-12))
+            }),
+            LossKind::Intensity => sweep(fields, nn, mask, data.intensity, factor, |im, i| {
+                let d = i - im;
+                (d * d, 2.0 * d)
+            }),
+            LossKind::Poisson => sweep(fields, nn, mask, data.intensity, factor, |im, i| {
+                // The deviance: zero where the model matches the data, never negative.
+                // With r = (model - m) / m it is m (r - ln(1 + r)), accurate near a perfect fit.
+                let (m, model) = (im.max(0.0) + b + POISSON_EPS, i + b + POISSON_EPS);
+                let r = (model - m) / m;
+                (m * (r - r.ln_1p()), 1.0 - m / model)
+            }),
+        }
     }
 }
 

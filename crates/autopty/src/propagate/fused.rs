@@ -30,6 +30,7 @@
 
 use super::{AdjointExtras, NearField, GROUP};
 use crate::fft::{fill_phase_ramp, task_values};
+use crate::simd::wide_kernel;
 use num_complex::Complex32;
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -392,23 +393,64 @@ fn pad(row: &mut [Complex32], src: &[Complex32], o: usize) {
     row[o + src.len()..].fill(Complex32::default());
 }
 
-/// Multiplies every row of `rows` by `factor` (P values), copying the products to `keep`.
-fn multiply(rows: &mut [Complex32], factor: &[Complex32], keep: Option<&mut [Complex32]>) {
-    let np = factor.len();
-    match keep {
-        Some(keep) => {
-            for (row, kept) in rows.chunks_exact_mut(np).zip(keep.chunks_exact_mut(np)) {
-                for ((v, k), &f) in row.iter_mut().zip(kept).zip(factor) {
-                    *v *= f;
-                    *k = *v;
-                }
+wide_kernel! {
+    /// Multiplies every row of `rows` by `factor` (P values).
+    fn multiply_rows(rows: &mut [Complex32], factor: &[Complex32]) {
+        for row in rows.chunks_exact_mut(factor.len()) {
+            for (v, &f) in row.iter_mut().zip(factor) {
+                *v *= f;
             }
         }
-        None => {
-            for row in rows.chunks_exact_mut(np) {
-                for (v, &f) in row.iter_mut().zip(factor) {
-                    *v *= f;
-                }
+    }
+}
+
+wide_kernel! {
+    /// [`multiply_rows`], copying the products to `keep`.
+    fn multiply_and_keep(rows: &mut [Complex32], factor: &[Complex32], keep: &mut [Complex32]) {
+        let np = factor.len();
+        for (row, kept) in rows.chunks_exact_mut(np).zip(keep.chunks_exact_mut(np)) {
+            for ((v, k), &f) in row.iter_mut().zip(kept).zip(factor) {
+                *v *= f;
+                *k = *v;
+            }
+        }
+    }
+}
+
+/// Multiplies every row of `rows` by `factor` (P values), copying the products to `keep`.
+fn multiply(rows: &mut [Complex32], factor: &[Complex32], keep: Option<&mut [Complex32]>) {
+    match keep {
+        Some(keep) => multiply_and_keep(rows, factor, keep),
+        None => multiply_rows(rows, factor),
+    }
+}
+
+wide_kernel! {
+    /// Multiplies every row of `rows` by the conjugate of `factor`.
+    fn multiply_conjugate(rows: &mut [Complex32], factor: &[Complex32]) {
+        for row in rows.chunks_exact_mut(factor.len()) {
+            for (v, &f) in row.iter_mut().zip(factor) {
+                *v *= f.conj();
+            }
+        }
+    }
+}
+
+wide_kernel! {
+    /// [`multiply_conjugate`] of the adjoint's spectra `G` (`rows`), adding
+    /// `q = -Im(conj(G) F)` per bin into `q` with `F` the forward spectra of the same rows.
+    fn multiply_conjugate_and_sum(
+        rows: &mut [Complex32],
+        factor: &[Complex32],
+        spectra: &[Complex32],
+        q: &mut [f32],
+    ) {
+        let np = factor.len();
+        for (row, forward) in rows.chunks_exact_mut(np).zip(spectra.chunks_exact(np)) {
+            for (((v, &f), s), q) in row.iter_mut().zip(factor).zip(forward).zip(q.iter_mut()) {
+                let g = *v;
+                *q += g.im * s.re - g.re * s.im;
+                *v = g * f.conj();
             }
         }
     }
@@ -424,24 +466,13 @@ fn adjoint_multiply(
     q: &mut Vec<f32>,
     near: &NearField,
 ) -> [f64; 2] {
-    let np = factor.len();
     let Some(spectra) = spectra else {
-        for row in rows.chunks_exact_mut(np) {
-            for (v, &f) in row.iter_mut().zip(factor) {
-                *v *= f.conj();
-            }
-        }
+        multiply_conjugate(rows, factor);
         return [0.0; 2];
     };
     q.clear();
-    q.resize(np, 0.0);
-    for (row, forward) in rows.chunks_exact_mut(np).zip(spectra.chunks_exact(np)) {
-        for (((v, &f), s), q) in row.iter_mut().zip(factor).zip(forward).zip(q.iter_mut()) {
-            let g = *v;
-            *q += g.im * s.re - g.re * s.im;
-            *v = g * f.conj();
-        }
-    }
+    q.resize(factor.len(), 0.0);
+    multiply_conjugate_and_sum(rows, factor, spectra, q);
     q.iter()
         .zip(&near.freq)
         .fold([0.0f64; 2], |[a, b], (&q, &f)| {

@@ -210,8 +210,12 @@ pub struct NearField {
     /// `exp(i c (1 - e0) fy^2)`, module docs) for the current distance and astigmatism.
     axis_transfer: Box<[Vec<Complex32>; 2]>,
     /// Transfer function `H` for the current distance and astigmatism (0 where evanescent), in
-    /// transposed order (`[kx * P + ky]`).
+    /// transposed order (`[kx * P + ky]`); only while `table_current`.
     transfer: Vec<Complex32>,
+    /// Whether `transfer` holds `H` for the current distance and astigmatism: always for the
+    /// angular spectrum; for the paraxial `H` only while the 2-D path runs (the separable
+    /// path multiplies by `axis_transfer`, which saves rebuilding P^2 values per step).
+    table_current: bool,
     /// Signed frequency (cycles per pixel) of each padded FFT bin along one axis.
     freq: Vec<f64>,
     /// `freq` in f32 for the sums along a row.
@@ -312,6 +316,7 @@ impl Propagator {
                 vec![Complex32::default(); np],
             ]),
             transfer: vec![Complex32::default(); np * np],
+            table_current: false,
             freq32: freq.iter().map(|&f| f as f32).collect(),
             freq,
         };
@@ -376,6 +381,9 @@ impl Propagator {
     pub fn need_cross_astigmatism_gradient(&mut self, needed: bool) {
         if let Propagator::Near(p) = self {
             p.separable_allowed = !needed;
+            if p.paraxial && !p.separable() && !p.table_current {
+                p.set_paraxial_transfer();
+            }
         }
     }
 
@@ -547,6 +555,7 @@ impl NearField {
             .with_min_len(1 << 12)
             .for_each(|(h, d)| *h = d.map_or(Complex32::default(), |d| unit_phasor(d * distance)));
         let values = &classes.transfer;
+        self.table_current = true;
         self.transfer
             .par_chunks_mut(1 << 14)
             .zip(classes.class.par_chunks(1 << 14))
@@ -575,11 +584,17 @@ impl NearField {
     /// as their product, times the cross term of the astigmatism when there is one.
     fn set_paraxial_transfer(&mut self) {
         let [e0, e1] = self.astigmatism;
+        // The 2-D table is for the 2-D path alone: the separable one (and the full-grid
+        // propagation without a cross term) multiplies by the factors.
+        self.table_current = !self.separable();
         let c = self.astigmatism_phase_scale();
         let [hx, hy] = &mut *self.axis_transfer;
         for ((hx, hy), &f) in hx.iter_mut().zip(hy.iter_mut()).zip(&self.freq) {
             *hx = unit_phasor(c * (1.0 + e0) * f * f);
             *hy = unit_phasor(c * (1.0 - e0) * f * f);
+        }
+        if !self.table_current {
+            return;
         }
         let (np, freq, hx, hy) = (self.padded, &self.freq, &*hx, &*hy);
         self.transfer
@@ -754,11 +769,17 @@ impl NearField {
         conjugate: bool,
     ) {
         let np = self.padded;
+        let [hx, hy] = &*self.axis_transfer;
         for (r, row) in buf.chunks_exact_mut(np).enumerate() {
             let ry = ramps.0[r];
             for (c, (b, rx)) in row.iter_mut().zip(&ramps.1).enumerate() {
                 // `transfer` is in transposed order (without astigmatism it is symmetric).
-                let hs = self.transfer[c * np + r] * ry * rx;
+                let h = if self.table_current {
+                    self.transfer[c * np + r]
+                } else {
+                    hx[c] * hy[r]
+                };
+                let hs = h * ry * rx;
                 *b *= if conjugate { hs.conj() } else { hs };
             }
         }
@@ -803,6 +824,7 @@ impl NearField {
         if self.separable() {
             return self.forward_separable(field, cache, s, work);
         }
+        debug_assert!(self.table_current, "the 2-D path needs the transfer table");
         let np = self.padded;
         let PropWork {
             fft,
@@ -837,6 +859,7 @@ impl NearField {
         if self.separable() {
             return self.adjoint_separable(grad, cache, s, work);
         }
+        debug_assert!(self.table_current, "the 2-D path needs the transfer table");
         let np = self.padded;
         let PropWork {
             fft,
