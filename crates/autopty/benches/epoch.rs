@@ -24,7 +24,8 @@
 //!   - probe move (`FourierShift::shift`): 2 N inverse, length N;
 //!   - near-field forward (`forward_moved`): N + P forward and P + N inverse, length P; on
 //!     the separable (paraxial) path, which the `paper` preset takes, two stages of N forward
-//!     and N inverse, length P;
+//!     and N inverse, length P (the fused pass of `propagate::fused`, which runs there, makes
+//!     the same transforms, a group of rows at a time);
 //!   - near-field adjoint (`adjoint_moved`): the same again;
 //!   - vjp of the probe move (`FourierShift::shift_vjp`): 2 N forward, length N;
 //! - per minibatch and mode, on one thread: the probe spectrum (2 N forward) and the probe

@@ -262,9 +262,10 @@ impl NearField {
             self.fft.forward_rows(rows, scratch);
             multiply(rows, factor, keep);
             self.fft.inverse_rows(rows, scratch);
-            for (j, row) in rows.chunks_exact(np).enumerate() {
-                for (x, &v) in row[o..o + n].iter().enumerate() {
-                    block[x * w + j] = v;
+            // Row x of the block gathers x from each of the w rows (contiguous writes).
+            for (x, out) in block.chunks_exact_mut(w).enumerate() {
+                for (j, v) in out.iter_mut().enumerate() {
+                    *v = rows[j * np + o + x];
                 }
             }
         });
@@ -328,11 +329,12 @@ impl NearField {
             self.fft.forward_rows(rows, scratch);
             let sums = adjoint_multiply(rows, factor, gradients.then_some(&*spectra), q, self);
             self.fft.inverse_rows(rows, scratch);
-            for (r, row) in rows.chunks_exact(np).enumerate() {
-                let (m, j) = (r / w, r % w);
-                let out = &mut block[m * n * w..(m + 1) * n * w];
-                for (y, &v) in row[o..o + n].iter().enumerate() {
-                    out[y * w + j] = v;
+            for (m, out) in block.chunks_exact_mut(n * w).enumerate() {
+                let rows = &rows[m * w * np..(m + 1) * w * np];
+                for (y, out) in out.chunks_exact_mut(w).enumerate() {
+                    for (j, v) in out.iter_mut().enumerate() {
+                        *v = rows[j * np + o + y];
+                    }
                 }
             }
             (loss, sums)
