@@ -43,6 +43,11 @@
 //! gauge's passes); then the 2-D path runs on the same paraxial `H`. Wider angles (visible
 //! light on micrometre pixels) keep the angular spectrum and the 2-D path.
 //!
+//! **Fused pass.** On the separable path, [`Propagator::fused_pass`] runs one frame's forward
+//! propagation, a detector step (the loss and its gradient, or a modulus correction) and the
+//! adjoint in three sweeps over groups of rows that stay in L1, handing the step the detector
+//! field in transposed order (see the `fused` module); the gradient engine and ePIE use it.
+//!
 //! The adjoint of each propagator is exact (unitary FFTs, `crop^T = pad`), and the near-field
 //! adjoint also returns `dL/dz = Re <g, dPsi/dz>` using the spectrum cached by the forward pass,
 //! where `dPsi/dz = crop(IFFT(i (k_z - k) H FFT(pad(psi))))`, and likewise `dL/de`.
