@@ -197,3 +197,71 @@ fn far_field_gradients() {
     check(Regime::FarField, None, 2, Subpixel::Fourier);
     check(Regime::FarField, None, 2, Subpixel::Bilinear);
 }
+
+/// Largest difference between two gradient arrays, relative to the largest value.
+fn relative_gap<'a>(
+    a: impl Iterator<Item = &'a Complex32>,
+    b: impl Iterator<Item = &'a Complex32>,
+) -> f32 {
+    let (mut gap, mut size) = (0.0f32, 0.0f32);
+    for (x, y) in a.zip(b) {
+        gap = gap.max((x - y).norm());
+        size = size.max(x.norm());
+    }
+    gap / size
+}
+
+#[test]
+fn fused_pass_and_two_dimensional_path_agree() {
+    // The paraxial near field runs the fused pass with the data stored transposed; asking
+    // for the astigmatism's cross-term gradient switches the same objective to the 2-D path,
+    // which transposes around the loss. Both must give the same loss and gradients, and the
+    // same weighted loss for weights that are not symmetric.
+    let data = dataset(Regime::NearField, None);
+    let (model, mut fused) = perturbed_model(&data, 2, Subpixel::Fourier);
+    let (_, mut full) = perturbed_model(&data, 2, Subpixel::Fourier);
+    full.need_cross_astigmatism_gradient(true);
+    assert!(fused.propagator().fuses() && !full.propagator().fuses());
+    let batch: Vec<usize> = (0..9).collect();
+    let mut ga = Gradients::zeros_like(&model);
+    let mut gb = Gradients::zeros_like(&model);
+    let la = fused.evaluate(&model, &batch, Some(&mut ga));
+    let lb = full.evaluate(&model, &batch, Some(&mut gb));
+    assert!((la - lb).abs() < 1e-5 * lb, "loss {la} vs {lb}");
+    let object = relative_gap(ga.object.iter(), gb.object.iter());
+    let probe = relative_gap(ga.probe.iter(), gb.probe.iter());
+    assert!(
+        object < 1e-4 && probe < 1e-4,
+        "object {object}, probe {probe}"
+    );
+    for (a, b) in ga.corrections.iter().zip(gb.corrections.iter()) {
+        assert!(
+            (a - b).abs() < 1e-3 * b.abs().max(1e-3),
+            "position {a} vs {b}"
+        );
+    }
+    let (a, b) = (ga.distance, gb.distance);
+    assert!((a - b).abs() < 1e-3 * b.abs(), "distance {a} vs {b}");
+    // Weights of 0 and 1 (rows 0-5 of the detector, not symmetric) act as a detector mask:
+    // the weighted loss equals the loss with that mask, in either path.
+    let n = data.frame();
+    let weights: Vec<f32> = (0..n * n)
+        .map(|p| if p / n < 6 { 1.0 } else { 0.0 })
+        .collect();
+    let mut masked = data.clone();
+    masked
+        .mask
+        .indexed_iter_mut()
+        .for_each(|((r, _), m)| *m &= r < 6);
+    let (_, mut reference) = perturbed_model(&masked, 2, Subpixel::Fourier);
+    for j in [0, 4, 8] {
+        let want = reference.evaluate(&model, &[j], None);
+        for objective in [&mut fused, &mut full] {
+            let got = objective.evaluate_weighted(&model, j, &weights);
+            assert!(
+                (got - want).abs() < 1e-5 * want,
+                "weighted loss of {j}: {got} vs {want}"
+            );
+        }
+    }
+}
