@@ -9,6 +9,9 @@
 //! nearest integer corner and the remaining fraction `s` moves the probe (`P_m(r - s)`, by
 //! [`crate::ops::shift`]) and the propagated exit wave back (a ramp in the propagator).
 //!
+//! On a paraxial near field the propagation, the loss and the adjoint of a position run as one
+//! fused pass ([`Propagator::fused_pass`]) on patterns stored in transposed order.
+//!
 //! The backward pass runs the vjps in reverse. Positions of a batch are processed in parallel,
 //! each with its own buffers, and the large FFT passes inside each position are themselves split
 //! into tasks (see [`crate::fft`]), so that a batch that does not divide evenly among the threads
@@ -16,8 +19,7 @@
 //! sequential pass. All buffers are allocated once.
 
 use crate::dataset::Dataset;
-use crate::fft::transpose_block;
-use crate::fft::FftWork;
+use crate::fft::{transpose_block, FftWork};
 use crate::model::{Gradients, Model, Subpixel};
 use crate::ops::loss::{
     loss_and_gradient, measured_amplitude, transpose_frame, transpose_patterns, LossKind, Measured,
