@@ -60,8 +60,9 @@ use crate::fft::{fill_phase_ramp, freq_index, task_values, transpose_block, Fft2
 use num_complex::Complex32;
 use rayon::prelude::*;
 
-/// x frequencies per group of the fused middle stage ([`NearField::middle`]): eight complex
-/// f32 values fill one 64-byte cache line of each strip row the gather reads.
+/// Rows per group of the passes that work a group at a time (the 2-D path's middle stage,
+/// [`NearField::middle`], and the fused pass): eight complex f32 values fill one 64-byte cache
+/// line of each row a gather reads.
 const GROUP: usize = 8;
 
 /// Largest phase (rad) by which the paraxial transfer function may differ from the angular
