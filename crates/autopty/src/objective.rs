@@ -22,7 +22,8 @@ use crate::dataset::Dataset;
 use crate::fft::{transpose_block, FftWork};
 use crate::model::{Gradients, Model, Subpixel};
 use crate::ops::loss::{
-    loss_and_gradient, measured_amplitude, transpose_frame, transpose_patterns, LossKind, Measured,
+    loss_and_gradient, loss_on_columns, measured_amplitude, transpose_frame, transpose_patterns,
+    LossKind, Measured,
 };
 use crate::ops::modes::{add_probe_gradient, exit_waves, patch_gradient};
 use crate::ops::sampler::{position_gradient, sample, scatter_add, Placement};
@@ -267,20 +268,12 @@ impl Objective {
                     mask,
                     background,
                 };
-                // The loss of detector pixels `at` (in the data's order) of fields whose modes
-                // lie `at.len()` apart.
-                let loss = |fields: &mut [Complex32], at: std::ops::Range<usize>| {
-                    loss_and_gradient(kind, fields, at.len(), data.pixels(at))
-                };
                 let mut ds = [0.0; 2];
                 s.dz = 0.0;
                 s.de = [0.0; 2];
                 if prop.fuses() {
                     let modes = s.fields.len() / nn;
-                    let step = |x0: usize, columns: &mut [Complex32]| {
-                        let span = columns.len() / modes;
-                        loss(columns, x0 * n..x0 * n + span)
-                    };
+                    let step = loss_on_columns(kind, data, n, modes, 1.0);
                     let back = if with_grad {
                         Back::AdjointWithGradients
                     } else {
@@ -300,18 +293,16 @@ impl Objective {
                         let cache = &mut s.cache[k * cache_len..(k + 1) * cache_len];
                         prop.forward_moved(f, cache, s.shift, work);
                         if transposed {
-                            transpose_block(f, n, &mut s.g_patch, n, n, n);
-                            f.copy_from_slice(&s.g_patch);
+                            transpose_field(f, &mut s.g_patch, n);
                         }
                     }
-                    s.loss = loss(&mut s.fields, 0..nn);
+                    s.loss = loss_and_gradient(kind, &mut s.fields, nn, data);
                     if !with_grad {
                         return;
                     }
                     for (k, f) in s.fields.chunks_exact_mut(nn).enumerate() {
                         if transposed {
-                            transpose_block(f, n, &mut s.g_patch, n, n, n);
-                            f.copy_from_slice(&s.g_patch);
+                            transpose_field(f, &mut s.g_patch, n);
                         }
                         let cache =
                             (cache_len > 0).then(|| &s.cache[k * cache_len..(k + 1) * cache_len]);
@@ -419,4 +410,10 @@ impl Objective {
         }
         total
     }
+}
+
+/// Transposes the N x N field `field` in place, through `spare` (N x N values).
+fn transpose_field(field: &mut [Complex32], spare: &mut [Complex32], n: usize) {
+    transpose_block(field, n, spare, n, n, n);
+    field.copy_from_slice(spare);
 }

@@ -27,7 +27,8 @@ use crate::dataset::Dataset;
 use crate::fft::FftWork;
 use crate::model::{Model, Subpixel};
 use crate::ops::loss::{
-    loss_and_scaled_gradient, measured_amplitude, transpose_patterns, LossKind, Measured,
+    loss_and_scaled_gradient, loss_on_columns, measured_amplitude, transpose_patterns, LossKind,
+    Measured,
 };
 use crate::ops::sampler::{sample, scatter_add, Placement};
 use crate::ops::shift::{FourierShift, Ramp};
@@ -295,11 +296,7 @@ pub fn fused_modulus_correction(
 ) -> f64 {
     let n = propagator.n();
     let modes = waves.len() / (n * n);
-    let step = |x0: usize, columns: &mut [Complex32]| {
-        let span = columns.len() / modes;
-        let at = data.pixels(x0 * n..x0 * n + span);
-        loss_and_scaled_gradient(LossKind::Amplitude, columns, span, at, -0.5)
-    };
+    let step = loss_on_columns(LossKind::Amplitude, data, n, modes, -0.5);
     propagator
         .fused_pass(waves, s, &step, Back::Adjoint, work)
         .0

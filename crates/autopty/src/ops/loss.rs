@@ -153,6 +153,24 @@ wide_kernel! {
     }
 }
 
+/// The detector step of a fused near-field pass (see
+/// [`crate::propagate::Propagator::fused_pass`]) for the N x N pattern `data`, stored in
+/// transposed order, and fields of `modes` modes: [`loss_and_scaled_gradient`] of the detector
+/// columns `x0..` it is handed.
+pub fn loss_on_columns<'a>(
+    kind: LossKind,
+    data: Measured<'a>,
+    n: usize,
+    modes: usize,
+    factor: f32,
+) -> impl Fn(usize, &mut [Complex32]) -> f64 + Sync + 'a {
+    move |x0, columns| {
+        let span = columns.len() / modes;
+        let at = data.pixels(x0 * n..x0 * n + span);
+        loss_and_scaled_gradient(kind, columns, span, at, factor)
+    }
+}
+
 /// One pass over the pixels: `term(v, I)` gives the loss of a pixel with measured value `v`
 /// (amplitude or intensity) at model intensity `I`, and its derivative dL/dI; the fields are
 /// scaled by `2 w dL/dI factor`. Pixels go in groups of eight whose losses add into eight

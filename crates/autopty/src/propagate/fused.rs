@@ -28,7 +28,7 @@
 //! weighted by `f` and `f^2` in f64; the groups add in order, so any number of threads gives
 //! the same bits.
 
-use super::{AdjointExtras, NearField, GROUP};
+use super::{pad, AdjointExtras, NearField, GROUP};
 use crate::fft::{fill_phase_ramp, task_values};
 use crate::simd::wide_kernel;
 use num_complex::Complex32;
@@ -388,13 +388,6 @@ impl NearField {
     }
 }
 
-/// `row` (P values) = zeros with `src` at `o..`.
-fn pad(row: &mut [Complex32], src: &[Complex32], o: usize) {
-    row[..o].fill(Complex32::default());
-    row[o..o + src.len()].copy_from_slice(src);
-    row[o + src.len()..].fill(Complex32::default());
-}
-
 wide_kernel! {
     /// Multiplies every row of `rows` by `factor` (P values).
     fn multiply_rows(rows: &mut [Complex32], factor: &[Complex32]) {
@@ -488,7 +481,7 @@ mod tests {
     use super::super::Propagator;
     use super::*;
     use crate::fft::transpose_block;
-    use crate::ops::loss::{loss_and_gradient, LossKind, Measured};
+    use crate::ops::loss::{loss_and_gradient, loss_on_columns, LossKind, Measured};
     use crate::ops::testing::random_vec;
 
     /// Amplitudes and a mask for an N x N detector, in transposed order.
@@ -555,17 +548,13 @@ mod tests {
     ) -> (f64, AdjointExtras) {
         let n = p.n();
         let modes = fields.len() / (n * n);
-        let step = |x0: usize, columns: &mut [Complex32]| {
-            let span = columns.len() / modes;
-            let at = x0 * n..x0 * n + span;
-            let data = Measured {
-                amplitude: &amplitude[at.clone()],
-                intensity: &[],
-                mask: &mask[at],
-                background: 0.5,
-            };
-            loss_and_gradient(LossKind::Amplitude, columns, span, data)
+        let data = Measured {
+            amplitude,
+            intensity: &[],
+            mask,
+            background: 0.5,
         };
+        let step = loss_on_columns(LossKind::Amplitude, data, n, modes, 1.0);
         let mut work = p.fused_work(modes);
         p.fused_pass(fields, s, &step, back, &mut work)
     }

@@ -76,6 +76,13 @@ thread_local! {
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// `row` (P values) = zeros with `src` at `o..`: one row of a zero-padded window.
+fn pad(row: &mut [Complex32], src: &[Complex32], o: usize) {
+    row[..o].fill(Complex32::default());
+    row[o..o + src.len()].copy_from_slice(src);
+    row[o + src.len()..].fill(Complex32::default());
+}
+
 /// Padded FFT size for near-field propagation of an N x N field (see the module docs).
 pub fn near_field_padded_size(n: usize, wavelength: f64, distance: f64, pixel: f64) -> usize {
     let spread = wavelength * distance.abs() / (2.0 * pixel * pixel);
@@ -637,9 +644,7 @@ impl NearField {
     fn padded_rows(&self, field: &[Complex32], strip: &mut [Complex32], scratch: &mut [Complex32]) {
         let (n, np, o) = (self.n, self.padded, self.offset());
         for (row, src) in strip.chunks_exact_mut(np).zip(field.chunks_exact(n)) {
-            row[..o].fill(Complex32::default());
-            row[o..o + n].copy_from_slice(src);
-            row[o + n..].fill(Complex32::default());
+            pad(row, src, o);
         }
         self.fft.forward_rows(strip, scratch);
     }
