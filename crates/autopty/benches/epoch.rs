@@ -16,6 +16,9 @@
 //!   scatter or optimiser. No implementation that uses these transforms can beat it.
 //! - `propagator/set_distance/paper`: one rebuild of the near-field transfer function for a
 //!   new distance (the gradient engine does one per minibatch while the distance is refined).
+//! - `band_limit/apply/paper`, `band_limit/set_cutoff/paper`: the object's band limit (a 2-D
+//!   FFT pair over the 576 x 576 object, once per epoch of both engines that use it) and the
+//!   rebuild of its filter for a new cutoff (once per epoch while the distance is refined).
 //!
 //! FFT count of one gradient epoch (M modes, J positions, batch B, ceil(J / B) minibatches);
 //! a 2-D transform is a pass of 1-D transforms along each axis, and the near-field transforms
@@ -44,6 +47,7 @@ use autopty::engines::pie::{self, PieSettings, PieVariant};
 use autopty::engines::Control;
 use autopty::model::{Model, ModelSettings};
 use autopty::objective::Objective;
+use autopty::ops::band_limit::BandLimit;
 use autopty::propagate::Propagator;
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use std::hint::black_box;
@@ -198,5 +202,33 @@ fn bench_transfer(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_gradient, bench_epie, bench_transfer);
+/// The object's band limit on `paper`'s object (576 x 576 px) at the model's cutoff, and the
+/// rebuild of its filter for a new cutoff.
+fn bench_band_limit(c: &mut Criterion) {
+    let (_data, model, _propagator, _settings) = paper();
+    let (h, w) = model.object.dim();
+    let cutoff = BandLimit::cutoff_for(0.5, model.frame(), model.geometry().pixel_fresnel_number());
+    let mut filter = BandLimit::new(h, w);
+    filter.set_cutoff(cutoff);
+    let mut object = model.object.clone();
+    c.bench_function("band_limit/apply/paper", |b| {
+        b.iter(|| filter.apply(black_box(&mut object)))
+    });
+    let mut k = 0u32;
+    c.bench_function("band_limit/set_cutoff/paper", |b| {
+        b.iter(|| {
+            // A cutoff 0.1 % or more away from the last one every time (the same one is a no-op).
+            k = k.wrapping_add(1);
+            filter.set_cutoff(cutoff * (1.0 + 2e-3 * (k % 64) as f64));
+        })
+    });
+}
+
+criterion_group!(
+    benches,
+    bench_gradient,
+    bench_epie,
+    bench_transfer,
+    bench_band_limit
+);
 criterion_main!(benches);

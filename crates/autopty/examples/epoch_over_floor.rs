@@ -15,7 +15,9 @@
 //!
 //! The speed-up of two threads over one compares runs made at different times, so each epoch
 //! is also measured in units of a fixed reference taken right after it: the floor replayed on
-//! one thread. The speed-up is the ratio of the medians of those normalised epochs.
+//! one thread. The speed-up is the ratio of the medians of those normalised epochs. The
+//! floor's own speed-up (its one-thread replay over its two-thread replay, milliseconds apart)
+//! is printed too: the epoch's speed-up cannot be expected to exceed it by much.
 
 #[path = "../benches/common/mod.rs"]
 mod common;
@@ -158,6 +160,12 @@ fn main() {
                 times.len()
             );
             normalised.push(median(times.iter().map(|t| t[0] / t[2]).collect()));
+            if threads > 1 {
+                // The floor's own speed-up, from replays milliseconds apart: the most that
+                // splitting these transforms over the threads gains on this machine.
+                let floor_speedup = median(times.iter().map(|t| t[2] / t[1]).collect());
+                println!("{name}: speed-up of the floor on {threads} threads over one {floor_speedup:.2}");
+            }
         }
         println!(
             "{name}: speed-up of two threads over one {:.2}",

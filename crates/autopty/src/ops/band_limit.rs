@@ -21,7 +21,7 @@
 use crate::error::{Error, Result};
 use crate::geometry::Regime;
 use crate::model::Model;
-use ndarray::Array2;
+use ndarray::{Array2, Axis};
 use num_complex::Complex32;
 use rayon::prelude::*;
 use rustfft::{Fft, FftPlanner};
@@ -46,9 +46,12 @@ pub struct BandLimit {
     cutoff: f64,
     /// Filter gain times `1 / (H W)`, in transposed order `[column][row]`.
     mask_t: Vec<f32>,
-    /// The image transposed, `[column][row]`.
-    transposed: Vec<Complex32>,
 }
+
+/// Columns per task of the filter's column pass: gathered into contiguous buffers, so that the
+/// image is read and written once, and small enough to stay in the L1 cache (8 x 576 px of
+/// `paper`'s object: 37 KiB).
+const COLUMNS: usize = 8;
 
 impl BandLimit {
     /// A filter for H x W images (no cutoff set yet: [`BandLimit::apply`] does nothing).
@@ -63,7 +66,6 @@ impl BandLimit {
             inverse_cols: planner.plan_fft_inverse(rows),
             cutoff: f64::INFINITY,
             mask_t: Vec::new(),
-            transposed: vec![Complex32::default(); rows * cols],
         }
     }
 
@@ -91,14 +93,30 @@ impl BandLimit {
         let (h, w) = (self.rows, self.cols);
         let norm = 1.0 / (h * w) as f64;
         let freq = |k: usize, len: usize| crate::fft::freq_index(k, len) / len as f64;
+        // The gain depends on |f_x| and |f_y| alone, and index k has the frequency of -(H - k)
+        // (W - l along x): the columns up to W / 2 are computed, each from its first half, and
+        // the others are copies.
         self.mask_t.resize(h * w, 0.0);
-        for (l, column) in self.mask_t.chunks_exact_mut(h).enumerate() {
-            let fx = freq(l, w);
-            for (k, m) in column.iter_mut().enumerate() {
-                let f = freq(k, h).hypot(fx);
-                *m = (gain(f, cutoff) * norm) as f32;
-            }
-        }
+        let (computed, mirrored) = self.mask_t.split_at_mut((w / 2 + 1).min(w) * h);
+        computed
+            .par_chunks_exact_mut(h)
+            .enumerate()
+            .for_each(|(l, column)| {
+                let fx = freq(l, w);
+                for k in 0..=h / 2 {
+                    let m = (gain(freq(k, h).hypot(fx), cutoff) * norm) as f32;
+                    column[k] = m;
+                    column[(h - k) % h] = m;
+                }
+            });
+        let computed = &*computed;
+        mirrored
+            .par_chunks_exact_mut(h)
+            .enumerate()
+            .for_each(|(i, column)| {
+                let l = w - (w / 2 + 1 + i);
+                column.copy_from_slice(&computed[l * h..(l + 1) * h]);
+            });
     }
 
     /// The cutoff (cycles/px) in use; infinite before the first [`BandLimit::set_cutoff`].
@@ -106,7 +124,9 @@ impl BandLimit {
         self.cutoff
     }
 
-    /// Low-passes `image` (H x W, row-major) in place.
+    /// Low-passes `image` (H x W, row-major) in place: the forward FFT along the rows; per block
+    /// of [`COLUMNS`] columns, the forward FFT along the columns, the filter and the inverse
+    /// FFT; the inverse FFT along the rows. Rows and blocks run in parallel.
     pub fn apply(&mut self, image: &mut Array2<Complex32>) {
         if self.mask_t.is_empty() {
             return;
@@ -115,22 +135,41 @@ impl BandLimit {
         assert_eq!(image.dim(), (h, w), "image shape differs from the filter's");
         let data = image.as_slice_mut().expect("contiguous image");
         rows_pass(data, w, &self.forward_rows);
-        transpose::transpose(data, &mut self.transposed, w, h);
         let (forward, inverse) = (&self.forward_cols, &self.inverse_cols);
-        self.transposed
-            .par_chunks_mut(h)
-            .zip(self.mask_t.par_chunks(h))
+        image
+            .axis_chunks_iter_mut(Axis(1), COLUMNS)
+            .into_par_iter()
+            .zip(self.mask_t.par_chunks(COLUMNS * h))
             .for_each_init(
-                || vec![Complex32::default(); scratch_len(&[forward, inverse])],
-                |scratch, (column, mask)| {
-                    forward.process_with_scratch(column, scratch);
-                    for (v, m) in column.iter_mut().zip(mask) {
-                        *v *= *m;
+                || {
+                    let scratch = scratch_len(&[forward, inverse]);
+                    (
+                        vec![Complex32::default(); COLUMNS * h],
+                        vec![Complex32::default(); scratch],
+                    )
+                },
+                |(columns, scratch), (mut block, mask)| {
+                    let columns = &mut columns[..block.ncols() * h];
+                    for (r, row) in block.rows().into_iter().enumerate() {
+                        for (c, &v) in row.iter().enumerate() {
+                            columns[c * h + r] = v;
+                        }
                     }
-                    inverse.process_with_scratch(column, scratch);
+                    for (column, mask) in columns.chunks_exact_mut(h).zip(mask.chunks_exact(h)) {
+                        forward.process_with_scratch(column, scratch);
+                        for (v, m) in column.iter_mut().zip(mask) {
+                            *v *= *m;
+                        }
+                        inverse.process_with_scratch(column, scratch);
+                    }
+                    for (r, mut row) in block.rows_mut().into_iter().enumerate() {
+                        for (c, v) in row.iter_mut().enumerate() {
+                            *v = columns[c * h + r];
+                        }
+                    }
                 },
             );
-        transpose::transpose(&self.transposed, data, h, w);
+        let data = image.as_slice_mut().expect("contiguous image");
         rows_pass(data, w, &self.inverse_rows);
     }
 }
