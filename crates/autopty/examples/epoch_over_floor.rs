@@ -153,13 +153,16 @@ fn main() {
             let times = alternate(engine, threads, epochs);
             let column = |k: usize| median(times.iter().map(|t| t[k]).collect());
             let ratio = median(times.iter().map(|t| t[0] / t[1]).collect());
+            // In units of the one-thread floor, which is the same work in any build: compares
+            // builds run minutes apart.
+            let in_reference = median(times.iter().map(|t| t[0] / t[2]).collect());
             println!(
-                "{name}, {threads} thread(s): epoch {:.1} ms, floor {:.1} ms, epoch / floor {ratio:.2} (medians of {} epochs)",
+                "{name}, {threads} thread(s): epoch {:.1} ms, floor {:.1} ms, epoch / floor {ratio:.2}, epoch / one-thread floor {in_reference:.2} (medians of {} epochs)",
                 ms(column(0)),
                 ms(column(1)),
                 times.len()
             );
-            normalised.push(median(times.iter().map(|t| t[0] / t[2]).collect()));
+            normalised.push(in_reference);
             if threads > 1 {
                 // The floor's own speed-up, from replays milliseconds apart: the most that
                 // splitting these transforms over the threads gains on this machine.
