@@ -26,7 +26,7 @@ use crate::ops::loss::{
     LossKind, Measured,
 };
 use crate::ops::modes::{add_probe_gradient, exit_waves, patch_gradient};
-use crate::ops::sampler::{position_gradient, sample, scatter_add, Placement};
+use crate::ops::sampler::{position_gradient, sample, scatter_add_all, Placement};
 use crate::ops::shift::{FourierShift, Ramp};
 use crate::propagate::{Back, FusedWork, PropWork, Propagator};
 use ndarray::Array3;
@@ -364,11 +364,11 @@ impl Objective {
                     }
                 }
             }
+            scatter_add_all(&mut g.object, active, |s| (s.placement, &s.g_patch), n);
             for s in active.iter() {
                 if !fourier {
                     add_probe_gradient(&s.patch, &s.fields, g_probe);
                 }
-                scatter_add(&mut g.object, s.placement, n, &s.g_patch);
                 g.corrections[[s.j, 0]] += s.dpos[0];
                 g.corrections[[s.j, 1]] += s.dpos[1];
                 let dp = model.position_distance_derivative(s.j);

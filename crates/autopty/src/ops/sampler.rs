@@ -14,6 +14,7 @@
 
 use ndarray::Array2;
 use num_complex::Complex32;
+use rayon::prelude::*;
 
 /// Integer corner and fractional offset of a sub-pixel position.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -98,33 +99,74 @@ pub fn sample(object: &Array2<Complex32>, p: Placement, n: usize, patch: &mut [C
 
 /// Adds the object gradient of the patch gradient `g` (n x n) into `grad_object`.
 pub fn scatter_add(grad_object: &mut Array2<Complex32>, p: Placement, n: usize, g: &[Complex32]) {
-    let w = grad_object.ncols();
+    scatter_add_all(grad_object, &[(p, g)], |&(p, g)| (p, g), n);
+}
+
+/// [`scatter_add`] of the patch gradients (n x n each) that `patch` gives for `items` (with
+/// their placements), the object's rows in parallel.
+/// Every element receives the patches' terms in the order of the patches, and each patch's
+/// terms in the order of a patch-by-patch sweep, so the result has the same bits on any number
+/// of threads.
+pub fn scatter_add_all<T: Sync>(
+    grad_object: &mut Array2<Complex32>,
+    items: &[T],
+    patch: impl Fn(&T) -> (Placement, &[Complex32]) + Sync,
+    n: usize,
+) {
+    let (h, w) = grad_object.dim();
     let go = grad_object
         .as_slice_mut()
         .expect("gradient must be contiguous");
-    let [w00, w01, w10, w11] = p.weights();
-    if p.fy == 0.0 && p.fx == 0.0 {
-        // An integer placement (always so with the Fourier sub-pixel model): a plain add.
-        for (r, gr) in g.chunks_exact(n).enumerate() {
-            let top = (p.row + r) * w + p.col;
-            for (o, v) in go[top..top + n].iter_mut().zip(gr) {
-                *o += v;
-            }
-        }
+    let integer = |p: &Placement| p.fy == 0.0 && p.fx == 0.0;
+    // A bilinear patch reaches one row further down.
+    let rows = |p: &Placement| p.row..p.row + n + usize::from(!integer(p));
+    let first = items
+        .iter()
+        .map(|i| rows(&patch(i).0).start)
+        .min()
+        .unwrap_or(0);
+    let last = items
+        .iter()
+        .map(|i| rows(&patch(i).0).end)
+        .max()
+        .unwrap_or(0)
+        .min(h);
+    if first >= last {
         return;
     }
-    for r in 0..n {
-        let gr = &g[r * n..(r + 1) * n];
-        let top = (p.row + r) * w + p.col;
-        let bot = (p.row + r + 1) * w + p.col;
-        for c in 0..n {
-            let v = gr[c];
-            go[top + c] += v * w00;
-            go[top + c + 1] += v * w01;
-            go[bot + c] += v * w10;
-            go[bot + c + 1] += v * w11;
-        }
-    }
+    let per_task = (crate::fft::task_values() / (n * items.len()).max(1)).max(1);
+    go[first * w..last * w]
+        .par_chunks_mut(w)
+        .enumerate()
+        .with_min_len(per_task)
+        .for_each(|(k, out)| {
+            let row = first + k;
+            for item in items {
+                let (p, g) = patch(item);
+                if !rows(&p).contains(&row) {
+                    continue;
+                }
+                let out = &mut out[p.col..];
+                let r = row - p.row;
+                if integer(&p) {
+                    for (o, v) in out.iter_mut().zip(&g[r * n..(r + 1) * n]) {
+                        *o += v;
+                    }
+                    continue;
+                }
+                let [w00, w01, w10, w11] = p.weights();
+                // The patch row above adds its lower terms, then this patch row its upper ones.
+                for (r, [near, far]) in [(r.wrapping_sub(1), [w10, w11]), (r, [w00, w01])] {
+                    if r >= n {
+                        continue;
+                    }
+                    for (c, &v) in g[r * n..(r + 1) * n].iter().enumerate() {
+                        out[c] += v * near;
+                        out[c + 1] += v * far;
+                    }
+                }
+            }
+        });
 }
 
 /// Gradient of the loss with respect to the position (dL/dy, dL/dx), px^-1.
@@ -188,6 +230,49 @@ mod tests {
             (lhs - rhs).abs() < 1e-4 * lhs.abs().max(1.0),
             "{lhs} vs {rhs}"
         );
+    }
+
+    #[test]
+    fn scatter_of_a_batch_has_the_bits_of_patch_by_patch_sweeps() {
+        let (h, w, n) = (160, 150, 64);
+        let grads: Vec<Vec<Complex32>> = (0..4).map(|k| random_vec(n * n, 10 + k)).collect();
+        let at = [(3.0, 5.0), (20.4, 30.7), (21.9, 2.25), (90.0, 80.5)];
+        let patches: Vec<(Placement, &[Complex32])> = at
+            .iter()
+            .zip(&grads)
+            .map(|(&(y, x), g)| (Placement::new(y, x, n, h, w).0, &g[..]))
+            .collect();
+        // The sweep of each patch in turn, row by row, the four bilinear terms per value.
+        let mut expected = random_array2(h, w, 20);
+        let mut got = expected.clone();
+        for (p, g) in &patches {
+            let [w00, w01, w10, w11] = p.weights();
+            let bilinear = p.fy != 0.0 || p.fx != 0.0;
+            for r in 0..n {
+                for c in 0..n {
+                    let v = g[r * n + c];
+                    let (y, x) = (p.row + r, p.col + c);
+                    if !bilinear {
+                        expected[[y, x]] += v;
+                        continue;
+                    }
+                    expected[[y, x]] += v * w00;
+                    expected[[y, x + 1]] += v * w01;
+                    expected[[y + 1, x]] += v * w10;
+                    expected[[y + 1, x + 1]] += v * w11;
+                }
+            }
+        }
+        // On a pool's worker the rows split into tasks.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        pool.install(|| scatter_add_all(&mut got, &patches, |&(p, g)| (p, g), n));
+        assert!(expected
+            .iter()
+            .zip(&got)
+            .all(|(a, b)| a.re.to_bits() == b.re.to_bits() && a.im.to_bits() == b.im.to_bits()));
     }
 
     #[test]
