@@ -283,14 +283,19 @@ pub fn run_from(
                     return (loss, true);
                 }
                 let view = View::of(&model, j, subpixel);
-                view.read(&model.object, n, &mut buf.patch);
                 let ramp = shifter.ramp(view.shift);
-                if fourier {
-                    shifter.moved(&spectra, &ramp, &mut buf.probe, &mut fft_work);
-                } else {
-                    buf.probe
-                        .copy_from_slice(model.probe.as_slice().expect("contiguous probe"));
-                }
+                // The patch and the moved probe, side by side.
+                rayon::join(
+                    || view.read(&model.object, n, &mut buf.patch),
+                    || {
+                        if fourier {
+                            shifter.moved(&spectra, &ramp, &mut buf.probe, &mut fft_work);
+                        } else {
+                            buf.probe
+                                .copy_from_slice(model.probe.as_slice().expect("contiguous probe"));
+                        }
+                    },
+                );
                 exit_waves(&buf.probe, &buf.patch, &mut buf.waves);
                 loss += if patterns.transposed() {
                     let data = patterns.get(j);
@@ -311,38 +316,45 @@ pub fn run_from(
                         &mut prop_work,
                     )
                 };
-                let moved = (positions_active && !view.clamped)
-                    .then(|| position_step(&model.object, &view, n, &buf, &settings.positions))
-                    .flatten();
-                if object_change(
-                    &buf.probe,
-                    &buf.waves,
-                    variant,
-                    steps.alpha,
-                    &mut buf.object_change,
-                ) {
-                    view.add(&mut model.object, n, &buf.object_change);
-                }
-                if probe_active && probe_change(&mut buf, nn, variant, steps.beta) {
-                    if fourier {
-                        shifter.add_moved_change(
-                            &mut buf.delta,
-                            &ramp,
-                            &mut spectra,
-                            &mut fft_work,
-                        );
-                    } else {
-                        for (p, d) in model
-                            .probe
-                            .as_slice_mut()
-                            .expect("contiguous probe")
-                            .iter_mut()
-                            .zip(&buf.delta)
-                        {
-                            *p += d;
+                // The object's side and the probe's side of the update read and write
+                // different buffers: they run side by side.
+                let Buffers {
+                    patch,
+                    probe,
+                    waves,
+                    delta,
+                    object_change: change,
+                } = &mut buf;
+                let (object, probe_frames) = (&mut model.object, &mut model.probe);
+                let (spectra, fft_work, ramp) = (&mut spectra, &mut fft_work, &ramp);
+                let (moved, ()) = rayon::join(
+                    || {
+                        // The position step reads the object before its update.
+                        let moved = (positions_active && !view.clamped)
+                            .then(|| {
+                                position_step(object, &view, n, probe, waves, &settings.positions)
+                            })
+                            .flatten();
+                        if object_change(probe, waves, variant, steps.alpha, change) {
+                            view.add(object, n, change);
                         }
-                    }
-                }
+                        moved
+                    },
+                    || {
+                        if !probe_active || !probe_change(patch, waves, delta, variant, steps.beta)
+                        {
+                            return;
+                        }
+                        if fourier {
+                            shifter.add_moved_change(delta, ramp, spectra, fft_work);
+                        } else {
+                            let frames = probe_frames.as_slice_mut().expect("contiguous probe");
+                            for (p, d) in frames.iter_mut().zip(delta.iter()) {
+                                *p += d;
+                            }
+                        }
+                    },
+                );
                 if let Some([dy, dx]) = moved {
                     model.corrections[[j, 0]] += dy;
                     model.corrections[[j, 1]] += dx;
@@ -432,28 +444,32 @@ fn object_change(
     true
 }
 
-/// The change of every moved probe mode (into `buf.delta`) from the object patch and the
-/// corrections; false when the patch is empty (nothing to update).
-fn probe_change(buf: &mut Buffers, nn: usize, variant: PieVariant, beta: f64) -> bool {
-    let max_power = max_mode_power(&buf.patch, nn);
+/// The change of every moved probe mode (into `delta`, M x nn values) from the object `patch`
+/// (nn values) and the corrections `chi` (like `delta`); false when the patch is empty (nothing
+/// to update).
+fn probe_change(
+    patch: &[Complex32],
+    chi: &[Complex32],
+    delta: &mut [Complex32],
+    variant: PieVariant,
+    beta: f64,
+) -> bool {
+    let nn = patch.len();
+    let max_power = max_mode_power(patch, nn);
     if max_power <= 0.0 || beta == 0.0 {
         return false;
     }
     let beta = beta as f32;
-    for (d, c) in buf
-        .delta
-        .chunks_exact_mut(nn)
-        .zip(buf.waves.chunks_exact(nn))
-    {
+    for (d, c) in delta.chunks_exact_mut(nn).zip(chi.chunks_exact(nn)) {
         match variant {
             PieVariant::Epie => {
                 let inverse = beta / max_power;
-                for ((dv, cv), o) in d.iter_mut().zip(c).zip(&buf.patch) {
+                for ((dv, cv), o) in d.iter_mut().zip(c).zip(patch) {
                     *dv = o.conj() * cv * inverse;
                 }
             }
             PieVariant::Rpie => {
-                for ((dv, cv), o) in d.iter_mut().zip(c).zip(&buf.patch) {
+                for ((dv, cv), o) in d.iter_mut().zip(c).zip(patch) {
                     *dv = o.conj() * cv / ((1.0 - beta) * o.norm_sqr() + beta * max_power);
                 }
             }
@@ -463,12 +479,14 @@ fn probe_change(buf: &mut Buffers, nn: usize, variant: PieVariant, beta: f64) ->
 }
 
 /// The damped Gauss-Newton move (px, (row, col)) of one position that best explains the
-/// corrections in `buf` (module docs); `None` at the object's edge or where the object is flat.
+/// corrections `chi` of the exit waves of the moved probe modes `probe` (M x N^2 values each;
+/// module docs); `None` at the object's edge or where the object is flat.
 fn position_step(
     object: &Array2<Complex32>,
     view: &View,
     n: usize,
-    buf: &Buffers,
+    probe: &[Complex32],
+    chi: &[Complex32],
     settings: &PiePositions,
 ) -> Option<[f64; 2]> {
     let (h, w) = object.dim();
@@ -479,7 +497,7 @@ fn position_step(
     let obj = object.as_slice().expect("contiguous object");
     let nn = n * n;
     let (mut num, mut den) = ([0.0f64; 2], [0.0f64; 2]);
-    for (p, chi) in buf.probe.chunks_exact(nn).zip(buf.waves.chunks_exact(nn)) {
+    for (p, chi) in probe.chunks_exact(nn).zip(chi.chunks_exact(nn)) {
         for r in 0..n {
             let row = |dr: usize| {
                 let start = (r0 + r + dr - 1) * w + c0 - 1;
