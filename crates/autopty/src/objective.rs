@@ -314,13 +314,18 @@ impl Objective {
                         ds[1] += extras.ds[1];
                     }
                 }
-                patch_gradient(probe, &s.fields, &mut s.g_patch);
+                // With the Fourier sampler, the gradient of the moved probe too.
+                let moved_probe_gradient = fourier.then_some(&mut s.probe_grad[..]);
+                patch_gradient(
+                    probe,
+                    &s.patch,
+                    &s.fields,
+                    &mut s.g_patch,
+                    moved_probe_gradient,
+                );
                 if fourier {
-                    // Gradient of the moved probe, then back through the move: its spectrum
-                    // is reduced over the batch afterwards; dL/ds joins the propagator's.
-                    s.probe_grad.fill(Complex32::default());
-                    add_probe_gradient(&s.patch, &s.fields, &mut s.probe_grad);
-                    s.probe_grad_spectrum.fill(Complex32::default());
+                    // Back through the move: the spectrum is reduced over the batch
+                    // afterwards; dL/ds joins the propagator's.
                     for ((g, spec), acc) in s
                         .probe_grad
                         .chunks_exact_mut(nn)

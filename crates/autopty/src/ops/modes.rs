@@ -14,13 +14,31 @@ pub fn exit_waves(probe: &[Complex32], patch: &[Complex32], fields: &mut [Comple
     }
 }
 
-/// Patch gradient from the exit-wave gradients `g_fields` (M * nn): `sum_m conj(P_m) g_m`.
-pub fn patch_gradient(probe: &[Complex32], g_fields: &[Complex32], g_patch: &mut [Complex32]) {
+/// Patch gradient from the exit-wave gradients `g_fields` (M * nn): `sum_m conj(P_m) g_m`;
+/// with `moved_probe_gradient` (M * nn, overwritten), also each mode's probe gradient
+/// `conj(O_patch) g_m` there, in the same sweep over `g_fields`.
+pub fn patch_gradient(
+    probe: &[Complex32],
+    patch: &[Complex32],
+    g_fields: &[Complex32],
+    g_patch: &mut [Complex32],
+    mut moved_probe_gradient: Option<&mut [Complex32]>,
+) {
     let nn = g_patch.len();
-    g_patch.fill(Complex32::default());
-    for (g, p) in g_fields.chunks_exact(nn).zip(probe.chunks_exact(nn)) {
+    for (m, (g, p)) in g_fields
+        .chunks_exact(nn)
+        .zip(probe.chunks_exact(nn))
+        .enumerate()
+    {
+        let first = m == 0;
         for ((gp, &gv), &pv) in g_patch.iter_mut().zip(g).zip(p) {
-            *gp += pv.conj() * gv;
+            let term = pv.conj() * gv;
+            *gp = if first { term } else { *gp + term };
+        }
+        if let Some(out) = moved_probe_gradient.as_deref_mut() {
+            for ((o, &gv), &x) in out[m * nn..(m + 1) * nn].iter_mut().zip(g).zip(patch) {
+                *o = x.conj() * gv;
+            }
         }
     }
 }
@@ -51,8 +69,13 @@ mod tests {
         let dobj = random_vec(nn, 5);
         let mut g_patch = vec![Complex32::default(); nn];
         let mut g_probe = vec![Complex32::default(); m * nn];
-        patch_gradient(&probe, &w, &mut g_patch);
+        patch_gradient(&probe, &patch, &w, &mut g_patch, None);
         add_probe_gradient(&patch, &w, &mut g_probe);
+        // The probe gradient of the same sweep, written.
+        let (mut g_patch_too, mut written) = (random_vec(nn, 6), random_vec(m * nn, 7));
+        patch_gradient(&probe, &patch, &w, &mut g_patch_too, Some(&mut written));
+        assert_eq!(g_patch_too, g_patch);
+        assert_eq!(written, g_probe);
         let mut dpsi = vec![Complex32::default(); m * nn];
         for k in 0..m {
             for i in 0..nn {

@@ -106,28 +106,27 @@ impl FourierShift {
         self.fft.inverse_rows(out, scratch);
     }
 
-    /// vjp of [`FourierShift::shift`]: adds `conj(D_s) FFT(g)` to the spectrum accumulator `acc`
-    /// (transposed order, like the spectrum) and returns `dL/ds` (per pixel, (row, col)).
-    /// `g` is overwritten.
+    /// vjp of [`FourierShift::shift`]: writes `conj(D_s) FFT(g)` into `out` (transposed order,
+    /// like the spectrum) and returns `dL/ds` (per pixel, (row, col)). `g` is overwritten.
     pub fn shift_vjp(
         &self,
         g: &mut [Complex32],
         spectrum: &[Complex32],
         ramp: &Ramp,
-        acc: &mut [Complex32],
+        out: &mut [Complex32],
         work: &mut FftWork,
     ) -> [f64; 2] {
         let n = self.n;
         let scale = 1.0 / n as f32;
         let transposed = self.fft.forward_into_transposed(g, work);
         let (mut dy, mut dx) = (0.0f64, 0.0f64);
-        for (r, ((t, spec), a)) in transposed
+        for (r, ((t, spec), o)) in transposed
             .chunks_exact(n)
             .zip(spectrum.chunks_exact(n))
-            .zip(acc.chunks_exact_mut(n))
+            .zip(out.chunks_exact_mut(n))
             .enumerate()
         {
-            let [row_q, row_y] = vjp_row(t, spec, a, &ramp.y, &self.freq32, ramp.x[r], scale);
+            let [row_q, row_y] = vjp_row(t, spec, o, &ramp.y, &self.freq32, ramp.x[r], scale);
             dy += row_y as f64;
             dx += row_q as f64 * self.freq[r];
         }
@@ -170,13 +169,13 @@ impl FourierShift {
 }
 
 /// One row of [`FourierShift::shift_vjp`] (transposed order: the row's x ramp `rx`, the y
-/// ramps `ry` and y frequencies `fy` along it): adds `conj(D) g scale` to `acc` and returns the
-/// row's sums of `q` and `q f_y`, `q = Im(conj(g) D S) scale`. Eight independent partial sums
-/// per quantity let the compiler vectorise the loop.
+/// ramps `ry` and y frequencies `fy` along it): writes `conj(D) g scale` into `out` and
+/// returns the row's sums of `q` and `q f_y`, `q = Im(conj(g) D S) scale`. Eight independent
+/// partial sums per quantity let the compiler vectorise the loop.
 fn vjp_row(
     g: &[Complex32],
     spectrum: &[Complex32],
-    acc: &mut [Complex32],
+    out: &mut [Complex32],
     ry: &[Complex32],
     fy: &[f32],
     rx: Complex32,
@@ -184,29 +183,29 @@ fn vjp_row(
 ) -> [f32; 2] {
     const LANES: usize = 8;
     let (mut sum_q, mut sum_qy) = ([0.0f32; LANES], [0.0f32; LANES]);
-    let mut add =
-        |lane: usize, a: &mut Complex32, g: Complex32, s: Complex32, ry: Complex32, f: f32| {
+    let mut one =
+        |lane: usize, o: &mut Complex32, g: Complex32, s: Complex32, ry: Complex32, f: f32| {
             let d = ry * rx;
             let gs = g * scale;
-            *a += d.conj() * gs;
+            *o = d.conj() * gs;
             let dp = d * s;
             let q = gs.re * dp.im - gs.im * dp.re;
             sum_q[lane] += q;
             sum_qy[lane] += q * f;
         };
     let whole = g.len() - g.len() % LANES;
-    let (body, tail) = acc.split_at_mut(whole);
-    for (k, a8) in body.chunks_exact_mut(LANES).enumerate() {
+    let (body, tail) = out.split_at_mut(whole);
+    for (k, o8) in body.chunks_exact_mut(LANES).enumerate() {
         let i = k * LANES;
         let (g8, s8) = (&g[i..i + LANES], &spectrum[i..i + LANES]);
         let (r8, f8) = (&ry[i..i + LANES], &fy[i..i + LANES]);
         for lane in 0..LANES {
-            add(lane, &mut a8[lane], g8[lane], s8[lane], r8[lane], f8[lane]);
+            one(lane, &mut o8[lane], g8[lane], s8[lane], r8[lane], f8[lane]);
         }
     }
-    for (k, a) in tail.iter_mut().enumerate() {
+    for (k, o) in tail.iter_mut().enumerate() {
         let i = whole + k;
-        add(0, a, g[i], spectrum[i], ry[i], fy[i]);
+        one(0, o, g[i], spectrum[i], ry[i], fy[i]);
     }
     [sum_q.iter().sum(), sum_qy.iter().sum()]
 }
