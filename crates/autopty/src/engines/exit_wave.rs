@@ -33,6 +33,7 @@ use crate::ops::loss::{
 use crate::ops::sampler::{sample, scatter_add, Placement};
 use crate::ops::shift::{FourierShift, Ramp};
 use crate::propagate::{Back, FusedWork, PropWork, Propagator};
+use crate::simd::wide_kernel;
 use ndarray::{Array2, Array3, Axis};
 use num_complex::Complex32;
 
@@ -304,29 +305,44 @@ pub fn fused_modulus_correction(
 
 /// Largest value of `sum_m |P_m|^2` over the frame (M modes of nn values).
 pub fn max_mode_power(probe: &[Complex32], nn: usize) -> f32 {
+    if probe.len() == nn {
+        return largest_power(probe);
+    }
     // Eight independent running maxima, so the loop is not one chain of dependent steps.
     const LANES: usize = 8;
     let mut lanes = [0.0f32; LANES];
-    if probe.len() == nn {
-        let groups = probe.chunks_exact(LANES);
+    for i in 0..nn {
+        let power: f32 = (i..probe.len())
+            .step_by(nn)
+            .map(|k| probe[k].norm_sqr())
+            .sum();
+        lanes[i % LANES] = lanes[i % LANES].max(power);
+    }
+    lanes.into_iter().fold(0.0, f32::max)
+}
+
+wide_kernel! {
+    /// Largest `|v|^2` over `values` (0 for none; NaNs are skipped), in eight running maxima.
+    fn largest_power(values: &[Complex32]) -> f32 {
+        const LANES: usize = 8;
+        let mut lanes = [0.0f32; LANES];
+        let groups = values.chunks_exact(LANES);
         for v in groups.remainder() {
-            lanes[0] = lanes[0].max(v.norm_sqr());
+            let p = v.norm_sqr();
+            if p > lanes[0] {
+                lanes[0] = p;
+            }
         }
         for v8 in groups {
             for (lane, v) in lanes.iter_mut().zip(v8) {
-                *lane = lane.max(v.norm_sqr());
+                let p = v.norm_sqr();
+                if p > *lane {
+                    *lane = p;
+                }
             }
         }
-    } else {
-        for i in 0..nn {
-            let power: f32 = (i..probe.len())
-                .step_by(nn)
-                .map(|k| probe[k].norm_sqr())
-                .sum();
-            lanes[i % LANES] = lanes[i % LANES].max(power);
-        }
+        lanes.into_iter().fold(0.0, f32::max)
     }
-    lanes.into_iter().fold(0.0, f32::max)
 }
 
 #[cfg(test)]
@@ -340,6 +356,23 @@ mod tests {
                 Complex32::new(t, (i as f32 * 0.11 - seed as f32).cos())
             })
             .collect()
+    }
+
+    #[test]
+    fn largest_mode_power_over_the_frame() {
+        let n = 5;
+        let one = frame(n, 3);
+        let want = one.iter().map(|v| v.norm_sqr()).fold(0.0, f32::max);
+        assert_eq!(max_mode_power(&one, n * n), want);
+        let mut with_nan = one.clone();
+        with_nan[7] = Complex32::new(f32::NAN, 0.0);
+        let skipped = with_nan.iter().map(|v| v.norm_sqr()).fold(0.0, f32::max);
+        assert_eq!(max_mode_power(&with_nan, n * n), skipped);
+        let two = [one.clone(), frame(n, 4)].concat();
+        let want = (0..n * n)
+            .map(|i| two[i].norm_sqr() + two[n * n + i].norm_sqr())
+            .fold(0.0, f32::max);
+        assert_eq!(max_mode_power(&two, n * n), want);
     }
 
     #[test]
