@@ -12,6 +12,7 @@
 //! interpolation blurs it.
 
 use crate::fft::{fill_phase_ramp, freq_index, transpose_block, Fft2, FftWork};
+use crate::simd::wide_kernel;
 use num_complex::Complex32;
 use std::f64::consts::TAU;
 
@@ -89,18 +90,7 @@ impl FourierShift {
             scratch,
             transposed,
         } = work;
-        // Transposed order: row r holds x frequency r, column c y frequency c.
-        let scale = 1.0 / n as f32;
-        for ((t, spec), rx) in transposed
-            .chunks_exact_mut(n)
-            .zip(spectrum.chunks_exact(n))
-            .zip(&ramp.x)
-        {
-            let rx = rx * scale;
-            for ((t, &sv), ry) in t.iter_mut().zip(spec).zip(&ramp.y) {
-                *t = sv * (ry * rx);
-            }
-        }
+        moved_spectrum(transposed, spectrum, &ramp.y, &ramp.x, 1.0 / n as f32);
         self.fft.inverse_rows(transposed, scratch);
         transpose_block(transposed, n, out, n, n, n);
         self.fft.inverse_rows(out, scratch);
@@ -142,19 +132,8 @@ impl FourierShift {
         acc: &mut [Complex32],
         work: &mut FftWork,
     ) {
-        let n = self.n;
-        let scale = 1.0 / n as f32;
         let transposed = self.fft.forward_into_transposed(g, work);
-        for ((t, a), rx) in transposed
-            .chunks_exact(n)
-            .zip(acc.chunks_exact_mut(n))
-            .zip(&ramp.x)
-        {
-            let rx = rx.conj() * scale;
-            for ((a, &tv), ry) in a.iter_mut().zip(t).zip(&ramp.y) {
-                *a += tv * (ry.conj() * rx);
-            }
-        }
+        add_moved_back_spectrum(acc, transposed, &ramp.y, &ramp.x, 1.0 / self.n as f32);
     }
 
     /// Turns the accumulated spectrum (transposed order) into the gradient of the unmoved
@@ -168,46 +147,96 @@ impl FourierShift {
     }
 }
 
-/// One row of [`FourierShift::shift_vjp`] (transposed order: the row's x ramp `rx`, the y
-/// ramps `ry` and y frequencies `fy` along it): writes `conj(D) g scale` into `out` and
-/// returns the row's sums of `q` and `q f_y`, `q = Im(conj(g) D S) scale`. Eight independent
-/// partial sums per quantity let the compiler vectorise the loop.
-fn vjp_row(
-    g: &[Complex32],
-    spectrum: &[Complex32],
-    out: &mut [Complex32],
-    ry: &[Complex32],
-    fy: &[f32],
-    rx: Complex32,
-    scale: f32,
-) -> [f32; 2] {
-    const LANES: usize = 8;
-    let (mut sum_q, mut sum_qy) = ([0.0f32; LANES], [0.0f32; LANES]);
-    let mut one =
-        |lane: usize, o: &mut Complex32, g: Complex32, s: Complex32, ry: Complex32, f: f32| {
-            let d = ry * rx;
-            let gs = g * scale;
-            *o = d.conj() * gs;
-            let dp = d * s;
-            let q = gs.re * dp.im - gs.im * dp.re;
-            sum_q[lane] += q;
-            sum_qy[lane] += q * f;
-        };
-    let whole = g.len() - g.len() % LANES;
-    let (body, tail) = out.split_at_mut(whole);
-    for (k, o8) in body.chunks_exact_mut(LANES).enumerate() {
-        let i = k * LANES;
-        let (g8, s8) = (&g[i..i + LANES], &spectrum[i..i + LANES]);
-        let (r8, f8) = (&ry[i..i + LANES], &fy[i..i + LANES]);
-        for lane in 0..LANES {
-            one(lane, &mut o8[lane], g8[lane], s8[lane], r8[lane], f8[lane]);
+wide_kernel! {
+    /// The spectrum moved by `D = ry rx` and scaled, `out = spectrum D scale`, in transposed
+    /// order: row r holds x frequency r (ramp `rx[r]`), column c y frequency c (ramp `ry[c]`).
+    fn moved_spectrum(
+        out: &mut [Complex32],
+        spectrum: &[Complex32],
+        ry: &[Complex32],
+        rx: &[Complex32],
+        scale: f32,
+    ) {
+        let n = ry.len();
+        for ((t, spec), rx) in out
+            .chunks_exact_mut(n)
+            .zip(spectrum.chunks_exact(n))
+            .zip(rx)
+        {
+            let rx = rx * scale;
+            for ((t, &sv), ry) in t.iter_mut().zip(spec).zip(ry) {
+                *t = sv * (ry * rx);
+            }
         }
     }
-    for (k, o) in tail.iter_mut().enumerate() {
-        let i = whole + k;
-        one(0, o, g[i], spectrum[i], ry[i], fy[i]);
+}
+
+wide_kernel! {
+    /// `acc += spectrum conj(D) scale` with `D = ry rx`, in the transposed order of
+    /// [`moved_spectrum`].
+    fn add_moved_back_spectrum(
+        acc: &mut [Complex32],
+        spectrum: &[Complex32],
+        ry: &[Complex32],
+        rx: &[Complex32],
+        scale: f32,
+    ) {
+        let n = ry.len();
+        for ((a, t), rx) in acc
+            .chunks_exact_mut(n)
+            .zip(spectrum.chunks_exact(n))
+            .zip(rx)
+        {
+            let rx = rx.conj() * scale;
+            for ((a, &tv), ry) in a.iter_mut().zip(t).zip(ry) {
+                *a += tv * (ry.conj() * rx);
+            }
+        }
     }
-    [sum_q.iter().sum(), sum_qy.iter().sum()]
+}
+
+wide_kernel! {
+    /// One row of [`FourierShift::shift_vjp`] (transposed order: the row's x ramp `rx`, the y
+    /// ramps `ry` and y frequencies `fy` along it): writes `conj(D) g scale` into `out` and
+    /// returns the row's sums of `q` and `q f_y`, `q = Im(conj(g) D S) scale`. Eight independent
+    /// partial sums per quantity let the compiler vectorise the loop.
+    fn vjp_row(
+        g: &[Complex32],
+        spectrum: &[Complex32],
+        out: &mut [Complex32],
+        ry: &[Complex32],
+        fy: &[f32],
+        rx: Complex32,
+        scale: f32,
+    ) -> [f32; 2] {
+        const LANES: usize = 8;
+        let (mut sum_q, mut sum_qy) = ([0.0f32; LANES], [0.0f32; LANES]);
+        let mut one =
+            |lane: usize, o: &mut Complex32, g: Complex32, s: Complex32, ry: Complex32, f: f32| {
+                let d = ry * rx;
+                let gs = g * scale;
+                *o = d.conj() * gs;
+                let dp = d * s;
+                let q = gs.re * dp.im - gs.im * dp.re;
+                sum_q[lane] += q;
+                sum_qy[lane] += q * f;
+            };
+        let whole = g.len() - g.len() % LANES;
+        let (body, tail) = out.split_at_mut(whole);
+        for (k, o8) in body.chunks_exact_mut(LANES).enumerate() {
+            let i = k * LANES;
+            let (g8, s8) = (&g[i..i + LANES], &spectrum[i..i + LANES]);
+            let (r8, f8) = (&ry[i..i + LANES], &fy[i..i + LANES]);
+            for lane in 0..LANES {
+                one(lane, &mut o8[lane], g8[lane], s8[lane], r8[lane], f8[lane]);
+            }
+        }
+        for (k, o) in tail.iter_mut().enumerate() {
+            let i = whole + k;
+            one(0, o, g[i], spectrum[i], ry[i], fy[i]);
+        }
+        [sum_q.iter().sum(), sum_qy.iter().sum()]
+    }
 }
 
 #[cfg(test)]
