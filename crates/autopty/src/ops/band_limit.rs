@@ -49,7 +49,7 @@ pub struct BandLimit {
 }
 
 /// Columns per task of the filter's column pass: gathered into contiguous buffers, so that the
-/// image is read and written once, and small enough to stay in the L1 cache (8 x 576 px of
+/// image is read and written once, and small enough to stay in the L1 cache (8 x 588 px of
 /// `paper`'s object: 37 KiB).
 const COLUMNS: usize = 8;
 
