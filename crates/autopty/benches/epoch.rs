@@ -17,7 +17,7 @@
 //! - `propagator/set_distance/paper`: one rebuild of the near-field transfer function for a
 //!   new distance (the gradient engine does one per minibatch while the distance is refined).
 //! - `band_limit/apply/paper`, `band_limit/set_cutoff/paper`: the object's band limit (a 2-D
-//!   FFT pair over the 588 x 603 object, once per epoch of both engines that use it) and the
+//!   FFT pair over the 648 x 648 object, once per epoch of both engines that use it) and the
 //!   rebuild of its filter for a new cutoff (once per epoch while the distance is refined).
 //!
 //! FFT count of one gradient epoch (M modes, J positions, batch B, ceil(J / B) minibatches);
@@ -202,7 +202,7 @@ fn bench_transfer(c: &mut Criterion) {
     });
 }
 
-/// The object's band limit on `paper`'s object (588 x 603 px) at the model's cutoff, and the
+/// The object's band limit on `paper`'s object (648 x 648 px) at the model's cutoff, and the
 /// rebuild of its filter for a new cutoff.
 fn bench_band_limit(c: &mut Criterion) {
     let (_data, model, _propagator, _settings) = paper();
