@@ -103,10 +103,9 @@ pub fn scatter_add(grad_object: &mut Array2<Complex32>, p: Placement, n: usize, 
 }
 
 /// [`scatter_add`] of the patch gradients (n x n each) that `patch` gives for `items` (with
-/// their placements), the object's rows in parallel.
-/// Every element receives the patches' terms in the order of the patches, and each patch's
-/// terms in the order of a patch-by-patch sweep, so the result has the same bits on any number
-/// of threads.
+/// their placements), the object's rows in parallel. Every element receives the patches' terms
+/// in the order of the patches, and each patch's terms in the order of a patch-by-patch sweep,
+/// so the result has the same bits on any number of threads.
 pub fn scatter_add_all<T: Sync>(
     grad_object: &mut Array2<Complex32>,
     items: &[T],
