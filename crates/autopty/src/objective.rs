@@ -350,27 +350,38 @@ impl Objective {
         if let Some(g) = grads {
             let g_probe = g.probe.as_slice_mut().expect("contiguous probe gradient");
             let dz_factor = model.propagation_distance_derivative();
-            if fourier {
-                // Sum the probe-gradient spectra of the batch, then one inverse FFT per mode.
-                let spectrum = &mut self.probe_spectrum;
-                spectrum.fill(Complex32::default());
-                for s in active.iter() {
-                    for (a, b) in spectrum.iter_mut().zip(&s.probe_grad_spectrum) {
-                        *a += b;
+            let (spectrum, work, shifter) = (
+                &mut self.probe_spectrum,
+                &mut self.works[0].1,
+                &self.shifter,
+            );
+            // The probe's gradient (Fourier sampler) and the object's scatter touch different
+            // arrays: side by side.
+            rayon::join(
+                || {
+                    if !fourier {
+                        return;
                     }
-                }
-                let work = &mut self.works[0].1;
-                for (spec, gp) in spectrum
-                    .chunks_exact_mut(nn)
-                    .zip(g_probe.chunks_exact_mut(nn))
-                {
-                    self.shifter.finish(spec, work);
-                    for (a, b) in gp.iter_mut().zip(spec.iter()) {
-                        *a += b;
+                    // Sum the probe-gradient spectra of the batch, then one inverse FFT per
+                    // mode.
+                    spectrum.fill(Complex32::default());
+                    for s in active.iter() {
+                        for (a, b) in spectrum.iter_mut().zip(&s.probe_grad_spectrum) {
+                            *a += b;
+                        }
                     }
-                }
-            }
-            scatter_add_all(&mut g.object, active, |s| (s.placement, &s.g_patch), n);
+                    for (spec, gp) in spectrum
+                        .chunks_exact_mut(nn)
+                        .zip(g_probe.chunks_exact_mut(nn))
+                    {
+                        shifter.finish(spec, work);
+                        for (a, b) in gp.iter_mut().zip(spec.iter()) {
+                            *a += b;
+                        }
+                    }
+                },
+                || scatter_add_all(&mut g.object, active, |s| (s.placement, &s.g_patch), n),
+            );
             for s in active.iter() {
                 if !fourier {
                     add_probe_gradient(&s.patch, &s.fields, g_probe);
