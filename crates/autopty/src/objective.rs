@@ -16,8 +16,7 @@
 //! each with its own buffers, and the large FFT passes inside each position are themselves split
 //! into tasks (see [`crate::fft`]), so that a batch that does not divide evenly among the threads
 //! still keeps them all busy; the batch's gradients are scattered onto the object over its rows
-//! in parallel, and summed onto the probe in a short sequential pass. All buffers are allocated
-//! once.
+//! in parallel, next to their short sum onto the probe. All buffers are allocated once.
 
 use crate::dataset::Dataset;
 use crate::fft::{transpose_block, FftWork};
