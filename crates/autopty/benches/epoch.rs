@@ -202,12 +202,18 @@ fn bench_transfer(c: &mut Criterion) {
     });
 }
 
-/// The object's band limit on `paper`'s object (648 x 648 px) at the model's cutoff, and the
-/// rebuild of its filter for a new cutoff.
+/// The object's band limit on `paper`'s object (648 x 648 px) at the model's cutoff (the
+/// engines' default fraction of the detector width), and the rebuild of its filter for a new
+/// cutoff.
 fn bench_band_limit(c: &mut Criterion) {
     let (_data, model, _propagator, _settings) = paper();
     let (h, w) = model.object.dim();
-    let cutoff = BandLimit::cutoff_for(0.5, model.frame(), model.geometry().pixel_fresnel_number());
+    let fraction = GradientSettings::default().object_band_limit;
+    let cutoff = BandLimit::cutoff_for(
+        fraction,
+        model.frame(),
+        model.geometry().pixel_fresnel_number(),
+    );
     let mut filter = BandLimit::new(h, w);
     filter.set_cutoff(cutoff);
     let mut object = model.object.clone();

@@ -127,7 +127,7 @@ impl BandLimit {
     /// Low-passes `image` (H x W, row-major) in place: the forward FFT along the rows; per block
     /// of [`COLUMNS`] columns, the forward FFT along the columns, the filter and the inverse
     /// FFT; the inverse FFT along the rows. Rows and blocks run in parallel.
-    pub fn apply(&mut self, image: &mut Array2<Complex32>) {
+    pub fn apply(&self, image: &mut Array2<Complex32>) {
         if self.mask_t.is_empty() {
             return;
         }
