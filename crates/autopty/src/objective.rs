@@ -25,40 +25,68 @@ use crate::ops::loss::{
     loss_and_gradient, loss_on_columns, measured_amplitude, transpose_frame, transpose_patterns,
     LossKind, Measured,
 };
-use crate::ops::modes::{add_probe_gradient, exit_waves, patch_gradient};
+use crate::ops::modes::{exit_waves, patch_gradient};
 use crate::ops::sampler::{position_gradient, sample, scatter_add_all, Placement};
 use crate::ops::shift::{FourierShift, Ramp};
 use crate::propagate::{Back, FusedWork, PropWork, Propagator};
 use ndarray::Array3;
 use num_complex::Complex32;
 use rayon::prelude::*;
+use std::sync::Mutex;
 
-/// Per-position buffers.
+/// One position of a batch: where it reads the object, and the results of its pass that the
+/// batch's sums read afterwards.
 struct Slot {
     j: usize,
     placement: Placement,
     clamped: bool,
     /// Sub-pixel remainder moved by Fourier shifts (zero with the bilinear sampler).
     shift: [f64; 2],
-    /// The Fourier shift's phase ramp for `shift`.
-    ramp: Ramp,
-    patch: Vec<Complex32>,
-    /// The probe modes moved by `shift` (Fourier sampler only).
-    probe: Vec<Complex32>,
-    /// Gradient of the moved probe (Fourier sampler only; overwritten by its spectrum).
+    /// The gradient of the probe modes from this position: with the Fourier sampler the
+    /// spectrum of the moved probe's gradient moved back (see [`FourierShift::shift_vjp`]),
+    /// with the bilinear one the gradient itself.
     probe_grad: Vec<Complex32>,
-    /// Spectrum of this position's probe gradient (Fourier sampler only).
-    probe_grad_spectrum: Vec<Complex32>,
-    fields: Vec<Complex32>,
-    cache: Vec<Complex32>,
-    /// Buffers of the fused pass (separable near field).
-    fused: FusedWork,
     g_patch: Vec<Complex32>,
     loss: f64,
     dz: f64,
     /// dL/de of the propagation's astigmatism.
     de: [f64; 2],
     dpos: [f64; 2],
+}
+
+/// The buffers a position's pass fills and leaves behind. One set per position in flight
+/// (about 1 MB at N = 128 on the fused path), taken from a pool and put back, so that the
+/// positions of a batch reuse a few sets that stay in cache instead of one set each.
+struct Scratch {
+    ramp: Ramp,
+    patch: Vec<Complex32>,
+    /// The probe modes moved by the position's shift (Fourier sampler only).
+    probe: Vec<Complex32>,
+    /// Gradient of the moved probe (Fourier sampler only).
+    moved_grad: Vec<Complex32>,
+    fields: Vec<Complex32>,
+    cache: Vec<Complex32>,
+    /// Buffers of the fused pass (separable near field).
+    fused: FusedWork,
+    work: PropWork,
+    shift_work: FftWork,
+}
+
+impl Scratch {
+    fn new(propagator: &Propagator, shifter: &FourierShift, modes: usize) -> Self {
+        let nn = propagator.n() * propagator.n();
+        Scratch {
+            ramp: shifter.ramp([0.0; 2]),
+            patch: vec![Complex32::default(); nn],
+            probe: vec![Complex32::default(); modes * nn],
+            moved_grad: vec![Complex32::default(); modes * nn],
+            fields: vec![Complex32::default(); modes * nn],
+            cache: vec![Complex32::default(); modes * propagator.cache_len()],
+            fused: propagator.fused_work(modes),
+            work: propagator.work(),
+            shift_work: shifter.work(),
+        }
+    }
 }
 
 /// Evaluates the loss of minibatches and its gradients.
@@ -80,7 +108,12 @@ pub struct Objective {
     /// Spectra of the probe modes (Fourier sampler).
     probe_spectrum: Vec<Complex32>,
     slots: Vec<Slot>,
-    works: Vec<(PropWork, FftWork)>,
+    /// Buffers of the positions in flight (see [`Scratch`]); grows to the most positions
+    /// that run at once, then allocates nothing.
+    scratch: Mutex<Vec<Scratch>>,
+    modes: usize,
+    /// FFT buffers of the batch's probe spectra.
+    batch_work: FftWork,
     /// Sum of the measured intensity over valid pixels and all patterns (normalises the loss).
     total_measured: f64,
     /// The data's noise floor (photons per pixel, see [`Dataset::noise_floor`]).
@@ -112,14 +145,7 @@ impl Objective {
                 },
                 clamped: false,
                 shift: [0.0; 2],
-                ramp: shifter.ramp([0.0; 2]),
-                patch: vec![Complex32::default(); nn],
-                probe: vec![Complex32::default(); modes * nn],
                 probe_grad: vec![Complex32::default(); modes * nn],
-                probe_grad_spectrum: vec![Complex32::default(); modes * nn],
-                fields: vec![Complex32::default(); modes * nn],
-                cache: vec![Complex32::default(); modes * propagator.cache_len()],
-                fused: propagator.fused_work(modes),
                 g_patch: vec![Complex32::default(); nn],
                 loss: 0.0,
                 dz: 0.0,
@@ -127,9 +153,7 @@ impl Objective {
                 dpos: [0.0; 2],
             })
             .collect();
-        let works = (0..max_batch)
-            .map(|_| (propagator.work(), shifter.work()))
-            .collect();
+        let batch_work = shifter.work();
         let transposed = propagator.is_paraxial();
         let mut mask: Vec<f32> = data
             .mask
@@ -158,7 +182,9 @@ impl Objective {
             shifter,
             probe_spectrum: vec![Complex32::default(); modes * nn],
             slots,
-            works,
+            scratch: Mutex::new(Vec::new()),
+            modes,
+            batch_work,
             total_measured,
         }
     }
@@ -221,7 +247,7 @@ impl Objective {
             slot.clamped = clamped;
         }
         if fourier {
-            let work = &mut self.works[0].1;
+            let work = &mut self.batch_work;
             self.probe_spectrum
                 .copy_from_slice(model.probe.as_slice().expect("contiguous probe"));
             for spec in self.probe_spectrum.chunks_exact_mut(nn) {
@@ -232,80 +258,86 @@ impl Objective {
         let (prop, kind, transposed) = (&self.propagator, self.kind, self.transposed);
         let (measured, mask, background) = (&self.measured, &self.mask, self.background);
         let model_probe = model.probe.as_slice().expect("contiguous probe");
-        let (shifter, probe_spectrum) = (&self.shifter, &self.probe_spectrum);
+        let (shifter, probe_spectrum, pool, modes) = (
+            &self.shifter,
+            &self.probe_spectrum,
+            &self.scratch,
+            self.modes,
+        );
         let cache_len = prop.cache_len();
-        active
-            .par_iter_mut()
-            .zip(self.works.par_iter_mut())
-            .for_each(|(s, (work, shift_work))| {
-                sample(&model.object, s.placement, n, &mut s.patch);
-                shifter.fill_ramp(s.shift, &mut s.ramp);
-                let ramp = &s.ramp;
-                let probe: &[Complex32] = if fourier {
-                    for (out, spec) in s
-                        .probe
-                        .chunks_exact_mut(nn)
-                        .zip(probe_spectrum.chunks_exact(nn))
-                    {
-                        shifter.shift(spec, ramp, out, shift_work);
-                    }
-                    &s.probe
+        active.par_iter_mut().for_each(|s| {
+            let taken = pool.lock().expect("scratch pool").pop();
+            let mut scratch = taken.unwrap_or_else(|| Scratch::new(prop, shifter, modes));
+            let Scratch {
+                ramp,
+                patch,
+                probe: moved_probe,
+                moved_grad,
+                fields,
+                cache,
+                fused,
+                work,
+                shift_work,
+            } = &mut scratch;
+            sample(&model.object, s.placement, n, patch);
+            shifter.fill_ramp(s.shift, ramp);
+            let probe: &[Complex32] = if fourier {
+                for (out, spec) in moved_probe
+                    .chunks_exact_mut(nn)
+                    .zip(probe_spectrum.chunks_exact(nn))
+                {
+                    shifter.shift(spec, ramp, out, shift_work);
+                }
+                moved_probe
+            } else {
+                model_probe
+            };
+            exit_waves(probe, patch, fields);
+            let pattern = measured
+                .index_axis(ndarray::Axis(0), s.j)
+                .to_slice()
+                .expect("contiguous");
+            let (amplitude, intensity) = match kind {
+                LossKind::Amplitude => (pattern, &[][..]),
+                LossKind::Intensity | LossKind::Poisson => (&[][..], pattern),
+            };
+            let data = Measured {
+                amplitude,
+                intensity,
+                mask,
+                background,
+            };
+            let mut ds = [0.0; 2];
+            s.dz = 0.0;
+            s.de = [0.0; 2];
+            if prop.fuses() {
+                let step = loss_on_columns(kind, data, n, modes, 1.0);
+                let back = if with_grad {
+                    Back::AdjointWithGradients
                 } else {
-                    model_probe
+                    Back::Skip
                 };
-                exit_waves(probe, &s.patch, &mut s.fields);
-                let pattern = measured
-                    .index_axis(ndarray::Axis(0), s.j)
-                    .to_slice()
-                    .expect("contiguous");
-                let (amplitude, intensity) = match kind {
-                    LossKind::Amplitude => (pattern, &[][..]),
-                    LossKind::Intensity | LossKind::Poisson => (&[][..], pattern),
-                };
-                let data = Measured {
-                    amplitude,
-                    intensity,
-                    mask,
-                    background,
-                };
-                let mut ds = [0.0; 2];
-                s.dz = 0.0;
-                s.de = [0.0; 2];
-                if prop.fuses() {
-                    let modes = s.fields.len() / nn;
-                    let step = loss_on_columns(kind, data, n, modes, 1.0);
-                    let back = if with_grad {
-                        Back::AdjointWithGradients
-                    } else {
-                        Back::Skip
-                    };
-                    let (value, extras) =
-                        prop.fused_pass(&mut s.fields, s.shift, &step, back, &mut s.fused);
-                    s.loss = value;
-                    if !with_grad {
-                        return;
+                let (value, extras) = prop.fused_pass(fields, s.shift, &step, back, fused);
+                s.loss = value;
+                s.dz = extras.dz;
+                s.de = extras.astigmatism;
+                ds = extras.ds;
+            } else {
+                for (k, f) in fields.chunks_exact_mut(nn).enumerate() {
+                    let cache = &mut cache[k * cache_len..(k + 1) * cache_len];
+                    prop.forward_moved(f, cache, s.shift, work);
+                    if transposed {
+                        transpose_field(f, &mut s.g_patch, n);
                     }
-                    s.dz = extras.dz;
-                    s.de = extras.astigmatism;
-                    ds = extras.ds;
-                } else {
-                    for (k, f) in s.fields.chunks_exact_mut(nn).enumerate() {
-                        let cache = &mut s.cache[k * cache_len..(k + 1) * cache_len];
-                        prop.forward_moved(f, cache, s.shift, work);
-                        if transposed {
-                            transpose_field(f, &mut s.g_patch, n);
-                        }
-                    }
-                    s.loss = loss_and_gradient(kind, &mut s.fields, nn, data);
-                    if !with_grad {
-                        return;
-                    }
-                    for (k, f) in s.fields.chunks_exact_mut(nn).enumerate() {
+                }
+                s.loss = loss_and_gradient(kind, fields, nn, data);
+                if with_grad {
+                    for (k, f) in fields.chunks_exact_mut(nn).enumerate() {
                         if transposed {
                             transpose_field(f, &mut s.g_patch, n);
                         }
                         let cache =
-                            (cache_len > 0).then(|| &s.cache[k * cache_len..(k + 1) * cache_len]);
+                            (cache_len > 0).then(|| &cache[k * cache_len..(k + 1) * cache_len]);
                         let extras = prop.adjoint_moved(f, cache, s.shift, work);
                         s.dz += extras.dz;
                         s.de[0] += extras.astigmatism[0];
@@ -314,23 +346,23 @@ impl Objective {
                         ds[1] += extras.ds[1];
                     }
                 }
-                // With the Fourier sampler, the gradient of the moved probe too.
-                let moved_probe_gradient = fourier.then_some(&mut s.probe_grad[..]);
-                patch_gradient(
-                    probe,
-                    &s.patch,
-                    &s.fields,
-                    &mut s.g_patch,
-                    moved_probe_gradient,
-                );
+            }
+            if with_grad {
+                // The probe's gradient from this position: of the moved probe (then moved
+                // back below) with the Fourier sampler, of the probe itself otherwise.
+                let probe_gradient = if fourier {
+                    &mut moved_grad[..]
+                } else {
+                    &mut s.probe_grad[..]
+                };
+                patch_gradient(probe, patch, fields, &mut s.g_patch, Some(probe_gradient));
                 if fourier {
                     // Back through the move: the spectrum is reduced over the batch
                     // afterwards; dL/ds joins the propagator's.
-                    for ((g, spec), acc) in s
-                        .probe_grad
+                    for ((g, spec), acc) in moved_grad
                         .chunks_exact_mut(nn)
                         .zip(probe_spectrum.chunks_exact(nn))
-                        .zip(s.probe_grad_spectrum.chunks_exact_mut(nn))
+                        .zip(s.probe_grad.chunks_exact_mut(nn))
                     {
                         let d = shifter.shift_vjp(g, spec, ramp, acc, shift_work);
                         ds[0] += d[0];
@@ -344,14 +376,16 @@ impl Objective {
                 } else {
                     position_gradient(&model.object, s.placement, n, &s.g_patch)
                 };
-            });
+            }
+            pool.lock().expect("scratch pool").push(scratch);
+        });
         let loss: f64 = active.iter().map(|s| s.loss).sum();
         if let Some(g) = grads {
             let g_probe = g.probe.as_slice_mut().expect("contiguous probe gradient");
             let dz_factor = model.propagation_distance_derivative();
             let (spectrum, work, shifter) = (
                 &mut self.probe_spectrum,
-                &mut self.works[0].1,
+                &mut self.batch_work,
                 &self.shifter,
             );
             // The probe's gradient (Fourier sampler) and the object's scatter touch different
@@ -359,13 +393,19 @@ impl Objective {
             rayon::join(
                 || {
                     if !fourier {
+                        // The positions' probe gradients, in order.
+                        for s in active.iter() {
+                            for (a, b) in g_probe.iter_mut().zip(&s.probe_grad) {
+                                *a += b;
+                            }
+                        }
                         return;
                     }
                     // Sum the probe-gradient spectra of the batch, then one inverse FFT per
                     // mode.
                     spectrum.fill(Complex32::default());
                     for s in active.iter() {
-                        for (a, b) in spectrum.iter_mut().zip(&s.probe_grad_spectrum) {
+                        for (a, b) in spectrum.iter_mut().zip(&s.probe_grad) {
                             *a += b;
                         }
                     }
@@ -382,9 +422,6 @@ impl Objective {
                 || scatter_add_all(&mut g.object, active, |s| (s.placement, &s.g_patch), n),
             );
             for s in active.iter() {
-                if !fourier {
-                    add_probe_gradient(&s.patch, &s.fields, g_probe);
-                }
                 g.corrections[[s.j, 0]] += s.dpos[0];
                 g.corrections[[s.j, 1]] += s.dpos[1];
                 let dp = model.position_distance_derivative(s.j);
