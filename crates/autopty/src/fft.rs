@@ -132,11 +132,18 @@ impl Fft2 {
     /// own scratch. Idle threads take tasks of a pass that another thread runs, so a sweep of
     /// a few large frames keeps every core busy.
     fn rows(&self, plan: &dyn Fft<f32>, rows: &mut [Complex32], scratch: &mut [Complex32]) {
-        let per_task = (task_values() / self.n).max(1).saturating_mul(self.n);
-        if rows.len() <= per_task {
+        let count = rows.len() / self.n;
+        let most = (task_values() / self.n).max(1);
+        if count <= most {
             plan.process_with_scratch(rows, scratch);
             return;
         }
+        // Equal tasks, as many as the threads or a multiple: 128 rows in tasks of at most
+        // 56 run as 4 x 32, not 56 + 56 + 16 (one thread would do 72 rows, the other 56).
+        let tasks = count
+            .div_ceil(most)
+            .next_multiple_of(rayon::current_num_threads());
+        let per_task = count.div_ceil(tasks) * self.n;
         rows.par_chunks_mut(per_task).for_each(|task| {
             THREAD_SCRATCH.with_borrow_mut(|s| {
                 if s.len() < self.scratch_len {
