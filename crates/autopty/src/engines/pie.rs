@@ -39,6 +39,7 @@ use crate::ops::band_limit::ObjectBandLimit;
 use crate::ops::modes::exit_waves;
 use crate::probe;
 use crate::propagate::Propagator;
+use crate::simd::wide_kernel;
 use ndarray::Array2;
 use num_complex::Complex32;
 use rand::seq::SliceRandom;
@@ -425,15 +426,7 @@ fn object_change(
         PieVariant::Rpie => 1.0,
     };
     for (m, (p, c)) in probe.chunks_exact(nn).zip(chi.chunks_exact(nn)).enumerate() {
-        if m == 0 {
-            for ((o, p), c) in out.iter_mut().zip(p).zip(c) {
-                *o = p.conj() * c * scale;
-            }
-        } else {
-            for ((o, p), c) in out.iter_mut().zip(p).zip(c) {
-                *o += p.conj() * c * scale;
-            }
-        }
+        scaled_conj_products(p, c, scale, m > 0, out);
     }
     if variant == PieVariant::Rpie {
         for (i, o) in out.iter_mut().enumerate() {
@@ -462,12 +455,7 @@ fn probe_change(
     let beta = beta as f32;
     for (d, c) in delta.chunks_exact_mut(nn).zip(chi.chunks_exact(nn)) {
         match variant {
-            PieVariant::Epie => {
-                let inverse = beta / max_power;
-                for ((dv, cv), o) in d.iter_mut().zip(c).zip(patch) {
-                    *dv = o.conj() * cv * inverse;
-                }
-            }
+            PieVariant::Epie => scaled_conj_products(patch, c, beta / max_power, false, d),
             PieVariant::Rpie => {
                 for ((dv, cv), o) in d.iter_mut().zip(c).zip(patch) {
                     *dv = o.conj() * cv / ((1.0 - beta) * o.norm_sqr() + beta * max_power);
@@ -476,6 +464,22 @@ fn probe_change(
         }
     }
     true
+}
+
+wide_kernel! {
+    /// `out = conj(a) b scale`, or `out += conj(a) b scale` with `add`.
+    fn scaled_conj_products(
+        a: &[Complex32],
+        b: &[Complex32],
+        scale: f32,
+        add: bool,
+        out: &mut [Complex32],
+    ) {
+        for ((o, a), b) in out.iter_mut().zip(a).zip(b) {
+            let v = a.conj() * b * scale;
+            *o = if add { *o + v } else { v };
+        }
+    }
 }
 
 /// The damped Gauss-Newton move (px, (row, col)) of one position that best explains the
@@ -524,44 +528,46 @@ fn position_step(
     (d[0].is_finite() && d[1].is_finite()).then_some(d)
 }
 
-/// One row's sums for [`position_step`]: with the object gradients `g_y`, `g_x` by central
-/// differences (`rows` = the object rows above, at and below the patch row, each with one
-/// pixel more on either side) and `t = P g`, the sums of `Re(conj(t_y) chi)`,
-/// `Re(conj(t_x) chi)`, `|t_y|^2` and `|t_x|^2`, in eight independent lanes so that the loop
-/// vectorises.
-fn position_row_sums(rows: [&[Complex32]; 3], probe: &[Complex32], chi: &[Complex32]) -> [f32; 4] {
-    const LANES: usize = 8;
-    let n = probe.len();
-    let [above, here, below] = rows;
-    let (above, below, left, right) = (&above[1..=n], &below[1..=n], &here[..n], &here[2..]);
-    let mut acc = [[0.0f32; LANES]; 4];
-    let mut add = |lane: usize, p: Complex32, x: Complex32, dy: Complex32, dx: Complex32| {
-        let ty = p * dy * 0.5;
-        let tx = p * dx * 0.5;
-        acc[0][lane] += ty.re * x.re + ty.im * x.im;
-        acc[1][lane] += tx.re * x.re + tx.im * x.im;
-        acc[2][lane] += ty.norm_sqr();
-        acc[3][lane] += tx.norm_sqr();
-    };
-    let whole = n - n % LANES;
-    for i in (0..whole).step_by(LANES) {
-        let (p8, x8) = (&probe[i..i + LANES], &chi[i..i + LANES]);
-        let (a8, b8) = (&above[i..i + LANES], &below[i..i + LANES]);
-        let (l8, r8) = (&left[i..i + LANES], &right[i..i + LANES]);
-        for lane in 0..LANES {
-            add(
-                lane,
-                p8[lane],
-                x8[lane],
-                b8[lane] - a8[lane],
-                r8[lane] - l8[lane],
-            );
+wide_kernel! {
+    /// One row's sums for [`position_step`]: with the object gradients `g_y`, `g_x` by central
+    /// differences (`rows` = the object rows above, at and below the patch row, each with one
+    /// pixel more on either side) and `t = P g`, the sums of `Re(conj(t_y) chi)`,
+    /// `Re(conj(t_x) chi)`, `|t_y|^2` and `|t_x|^2`, in eight independent lanes so that the loop
+    /// vectorises.
+    fn position_row_sums(rows: [&[Complex32]; 3], probe: &[Complex32], chi: &[Complex32]) -> [f32; 4] {
+        const LANES: usize = 8;
+        let n = probe.len();
+        let [above, here, below] = rows;
+        let (above, below, left, right) = (&above[1..=n], &below[1..=n], &here[..n], &here[2..]);
+        let mut acc = [[0.0f32; LANES]; 4];
+        let mut add = |lane: usize, p: Complex32, x: Complex32, dy: Complex32, dx: Complex32| {
+            let ty = p * dy * 0.5;
+            let tx = p * dx * 0.5;
+            acc[0][lane] += ty.re * x.re + ty.im * x.im;
+            acc[1][lane] += tx.re * x.re + tx.im * x.im;
+            acc[2][lane] += ty.norm_sqr();
+            acc[3][lane] += tx.norm_sqr();
+        };
+        let whole = n - n % LANES;
+        for i in (0..whole).step_by(LANES) {
+            let (p8, x8) = (&probe[i..i + LANES], &chi[i..i + LANES]);
+            let (a8, b8) = (&above[i..i + LANES], &below[i..i + LANES]);
+            let (l8, r8) = (&left[i..i + LANES], &right[i..i + LANES]);
+            for lane in 0..LANES {
+                add(
+                    lane,
+                    p8[lane],
+                    x8[lane],
+                    b8[lane] - a8[lane],
+                    r8[lane] - l8[lane],
+                );
+            }
         }
+        for i in whole..n {
+            add(0, probe[i], chi[i], below[i] - above[i], right[i] - left[i]);
+        }
+        acc.map(|lanes| lanes.iter().sum())
     }
-    for i in whole..n {
-        add(0, probe[i], chi[i], below[i] - above[i], right[i] - left[i]);
-    }
-    acc.map(|lanes| lanes.iter().sum())
 }
 
 #[cfg(test)]

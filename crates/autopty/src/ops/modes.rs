@@ -2,14 +2,22 @@
 //!
 //! vjp: `g_P_m = conj(O_patch) * g_psi_m`, `g_patch = sum_m conj(P_m) * g_psi_m`.
 
+use crate::simd::wide_kernel;
 use num_complex::Complex32;
 
 /// Writes `psi_m = P_m * patch` for every mode into `fields` (M * nn values).
 pub fn exit_waves(probe: &[Complex32], patch: &[Complex32], fields: &mut [Complex32]) {
     let nn = patch.len();
     for (f, p) in fields.chunks_exact_mut(nn).zip(probe.chunks_exact(nn)) {
-        for ((o, &pm), &x) in f.iter_mut().zip(p).zip(patch) {
-            *o = pm * x;
+        products(p, patch, f);
+    }
+}
+
+wide_kernel! {
+    /// `out = a b`, element by element.
+    fn products(a: &[Complex32], b: &[Complex32], out: &mut [Complex32]) {
+        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+            *o = x * y;
         }
     }
 }
@@ -31,14 +39,46 @@ pub fn patch_gradient(
         .enumerate()
     {
         let first = m == 0;
+        match moved_probe_gradient.as_deref_mut() {
+            Some(out) => {
+                mode_gradients(p, patch, g, g_patch, &mut out[m * nn..(m + 1) * nn], first)
+            }
+            None => patch_terms(p, g, g_patch, first),
+        }
+    }
+}
+
+wide_kernel! {
+    /// One mode's terms of [`patch_gradient`]: `g_patch (+)= conj(p) g` (`=` for the first
+    /// mode) and `probe_gradient = conj(patch) g`.
+    fn mode_gradients(
+        p: &[Complex32],
+        patch: &[Complex32],
+        g: &[Complex32],
+        g_patch: &mut [Complex32],
+        probe_gradient: &mut [Complex32],
+        first: bool,
+    ) {
+        for ((((gp, out), &gv), &pv), &x) in g_patch
+            .iter_mut()
+            .zip(probe_gradient.iter_mut())
+            .zip(g)
+            .zip(p)
+            .zip(patch)
+        {
+            let term = pv.conj() * gv;
+            *gp = if first { term } else { *gp + term };
+            *out = x.conj() * gv;
+        }
+    }
+}
+
+wide_kernel! {
+    /// `g_patch (+)= conj(p) g` (`=` for the first mode).
+    fn patch_terms(p: &[Complex32], g: &[Complex32], g_patch: &mut [Complex32], first: bool) {
         for ((gp, &gv), &pv) in g_patch.iter_mut().zip(g).zip(p) {
             let term = pv.conj() * gv;
             *gp = if first { term } else { *gp + term };
-        }
-        if let Some(out) = moved_probe_gradient.as_deref_mut() {
-            for ((o, &gv), &x) in out[m * nn..(m + 1) * nn].iter_mut().zip(g).zip(patch) {
-                *o = x.conj() * gv;
-            }
         }
     }
 }
