@@ -54,8 +54,8 @@ struct Slot {
     dpos: [f64; 2],
 }
 
-/// The buffers a position's pass fills and leaves behind. One set per position in flight
-/// (about 1 MB at N = 128 on the fused path), taken from a pool and put back, so that the
+/// The buffers a position's pass fills and leaves behind (about 1 MB at N = 128 on the fused
+/// path). One set per position in flight, taken from a pool and put back, so that the
 /// positions of a batch reuse a few sets that stay in cache instead of one set each.
 struct Scratch {
     ramp: Ramp,
@@ -65,10 +65,11 @@ struct Scratch {
     /// Gradient of the moved probe (Fourier sampler only).
     moved_grad: Vec<Complex32>,
     fields: Vec<Complex32>,
-    cache: Vec<Complex32>,
     /// Buffers of the fused pass (separable near field).
     fused: FusedWork,
-    work: PropWork,
+    /// The unfused passes' spectra and work buffers (several MB at N = 128), made on their
+    /// first use: the fused pass never needs them.
+    unfused: Option<(Vec<Complex32>, PropWork)>,
     shift_work: FftWork,
 }
 
@@ -81,9 +82,8 @@ impl Scratch {
             probe: vec![Complex32::default(); modes * nn],
             moved_grad: vec![Complex32::default(); modes * nn],
             fields: vec![Complex32::default(); modes * nn],
-            cache: vec![Complex32::default(); modes * propagator.cache_len()],
             fused: propagator.fused_work(modes),
-            work: propagator.work(),
+            unfused: None,
             shift_work: shifter.work(),
         }
     }
@@ -274,9 +274,8 @@ impl Objective {
                 probe: moved_probe,
                 moved_grad,
                 fields,
-                cache,
                 fused,
-                work,
+                unfused,
                 shift_work,
             } = &mut scratch;
             sample(&model.object, s.placement, n, patch);
@@ -323,6 +322,10 @@ impl Objective {
                 s.de = extras.astigmatism;
                 ds = extras.ds;
             } else {
+                let (cache, work) = unfused.get_or_insert_with(|| {
+                    let cache = vec![Complex32::default(); modes * cache_len];
+                    (cache, prop.work())
+                });
                 for (k, f) in fields.chunks_exact_mut(nn).enumerate() {
                     let cache = &mut cache[k * cache_len..(k + 1) * cache_len];
                     prop.forward_moved(f, cache, s.shift, work);

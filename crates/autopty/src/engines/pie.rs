@@ -534,7 +534,11 @@ wide_kernel! {
     /// pixel more on either side) and `t = P g`, the sums of `Re(conj(t_y) chi)`,
     /// `Re(conj(t_x) chi)`, `|t_y|^2` and `|t_x|^2`, in eight independent lanes so that the loop
     /// vectorises.
-    fn position_row_sums(rows: [&[Complex32]; 3], probe: &[Complex32], chi: &[Complex32]) -> [f32; 4] {
+    fn position_row_sums(
+        rows: [&[Complex32]; 3],
+        probe: &[Complex32],
+        chi: &[Complex32],
+    ) -> [f32; 4] {
         const LANES: usize = 8;
         let n = probe.len();
         let [above, here, below] = rows;
