@@ -262,12 +262,7 @@ impl NearField {
             self.fft.forward_rows(rows, scratch);
             multiply(rows, factor, keep);
             self.fft.inverse_rows(rows, scratch);
-            // Row x of the block gathers x from each of the w rows (contiguous writes).
-            for (x, out) in block.chunks_exact_mut(w).enumerate() {
-                for (j, v) in out.iter_mut().enumerate() {
-                    *v = rows[j * np + o + x];
-                }
-            }
+            rows_to_block(rows, np, o, block);
         });
     }
 
@@ -308,7 +303,7 @@ impl NearField {
                 let field = &across[m * nn..(m + 1) * nn];
                 for (piece, blk) in row[o..o + n].chunks_mut(GROUP).zip(field.chunks(GROUP * n)) {
                     let width = piece.len();
-                    piece.copy_from_slice(&blk[x * width..(x + 1) * width]);
+                    copy_piece(piece, &blk[x * width..(x + 1) * width]);
                 }
             }
             self.fft.forward_rows(rows, scratch);
@@ -329,13 +324,8 @@ impl NearField {
             self.fft.forward_rows(rows, scratch);
             let sums = adjoint_multiply(rows, factor, gradients.then_some(&*spectra), q, self);
             self.fft.inverse_rows(rows, scratch);
-            for (m, out) in block.chunks_exact_mut(n * w).enumerate() {
-                let rows = &rows[m * w * np..(m + 1) * w * np];
-                for (y, out) in out.chunks_exact_mut(w).enumerate() {
-                    for (j, v) in out.iter_mut().enumerate() {
-                        *v = rows[j * np + o + y];
-                    }
-                }
+            for (out, rows) in block.chunks_exact_mut(n * w).zip(rows.chunks_exact(w * np)) {
+                rows_to_block(rows, np, o, out);
             }
             (loss, sums)
         })
@@ -374,7 +364,7 @@ impl NearField {
                 {
                     let width = piece.len();
                     let at = m * n * width + y * width;
-                    piece.copy_from_slice(&blk[at..at + width]);
+                    copy_piece(piece, &blk[at..at + width]);
                 }
             }
             self.fft.forward_rows(rows, scratch);
@@ -385,6 +375,50 @@ impl NearField {
             }
             sums
         })
+    }
+}
+
+/// Writes the w rows of a group (`rows`, row stride `stride`) column by column into `block`
+/// (N x w): `block[x w + j] = rows[j stride + o + x]` for x in 0..N. A full group goes 8 x 8
+/// tiles at a time, so that reads and writes are whole cache lines.
+fn rows_to_block(rows: &[Complex32], stride: usize, o: usize, block: &mut [Complex32]) {
+    let w = rows.len().div_ceil(stride);
+    let n = block.len() / w;
+    let tiled = if w == GROUP { n - n % GROUP } else { 0 };
+    for (t, out) in block[..tiled * w]
+        .chunks_exact_mut(GROUP * GROUP)
+        .enumerate()
+    {
+        let x0 = o + t * GROUP;
+        let mut tile = [[Complex32::default(); GROUP]; GROUP];
+        for (j, row) in tile.iter_mut().enumerate() {
+            *row = rows[j * stride + x0..][..GROUP]
+                .try_into()
+                .expect("a tile row");
+        }
+        for (x, out) in out.chunks_exact_mut(GROUP).enumerate() {
+            for (v, row) in out.iter_mut().zip(&tile) {
+                *v = row[x];
+            }
+        }
+    }
+    for (x, out) in block.chunks_exact_mut(w).enumerate().skip(tiled) {
+        for (j, v) in out.iter_mut().enumerate() {
+            *v = rows[j * stride + o + x];
+        }
+    }
+}
+
+/// `dst.copy_from_slice(src)`, inlined for a whole group of values (a call to `memcpy` per
+/// 64 bytes costs more than the copy).
+#[inline(always)]
+fn copy_piece(dst: &mut [Complex32], src: &[Complex32]) {
+    match (
+        <&mut [Complex32; GROUP]>::try_from(&mut *dst),
+        <&[Complex32; GROUP]>::try_from(src),
+    ) {
+        (Ok(d), Ok(s)) => *d = *s,
+        _ => dst.copy_from_slice(src),
     }
 }
 
