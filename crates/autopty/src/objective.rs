@@ -54,7 +54,7 @@ struct Slot {
     dpos: [f64; 2],
 }
 
-/// The buffers a position's pass fills and leaves behind (about 1 MB at N = 128 on the fused
+/// The buffers a position's pass fills and leaves behind (about 1.3 MB at N = 128 on the fused
 /// path). One set per position in flight, taken from a pool and put back, so that the
 /// positions of a batch reuse a few sets that stay in cache instead of one set each.
 struct Scratch {
