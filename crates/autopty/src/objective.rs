@@ -358,7 +358,7 @@ impl Objective {
                 } else {
                     &mut s.probe_grad[..]
                 };
-                patch_gradient(probe, patch, fields, &mut s.g_patch, Some(probe_gradient));
+                patch_gradient(probe, patch, fields, &mut s.g_patch, probe_gradient);
                 if fourier {
                     // Back through the move: the spectrum is reduced over the batch
                     // afterwards; dL/ds joins the propagator's.

@@ -22,29 +22,24 @@ wide_kernel! {
     }
 }
 
-/// Patch gradient from the exit-wave gradients `g_fields` (M * nn): `sum_m conj(P_m) g_m`;
-/// with `moved_probe_gradient` (M * nn, overwritten), also each mode's probe gradient
-/// `conj(O_patch) g_m` there, in the same sweep over `g_fields`.
+/// Patch gradient from the exit-wave gradients `g_fields` (M * nn): `sum_m conj(P_m) g_m`
+/// into `g_patch`, and in the same sweep over `g_fields` each mode's probe gradient
+/// `conj(O_patch) g_m` into `probe_gradient` (M * nn). Both are overwritten.
 pub fn patch_gradient(
     probe: &[Complex32],
     patch: &[Complex32],
     g_fields: &[Complex32],
     g_patch: &mut [Complex32],
-    mut moved_probe_gradient: Option<&mut [Complex32]>,
+    probe_gradient: &mut [Complex32],
 ) {
     let nn = g_patch.len();
-    for (m, (g, p)) in g_fields
+    for (m, ((g, p), out)) in g_fields
         .chunks_exact(nn)
         .zip(probe.chunks_exact(nn))
+        .zip(probe_gradient.chunks_exact_mut(nn))
         .enumerate()
     {
-        let first = m == 0;
-        match moved_probe_gradient.as_deref_mut() {
-            Some(out) => {
-                mode_gradients(p, patch, g, g_patch, &mut out[m * nn..(m + 1) * nn], first)
-            }
-            None => patch_terms(p, g, g_patch, first),
-        }
+        mode_gradients(p, patch, g, g_patch, out, m == 0);
     }
 }
 
@@ -73,16 +68,6 @@ wide_kernel! {
     }
 }
 
-wide_kernel! {
-    /// `g_patch (+)= conj(p) g` (`=` for the first mode).
-    fn patch_terms(p: &[Complex32], g: &[Complex32], g_patch: &mut [Complex32], first: bool) {
-        for ((gp, &gv), &pv) in g_patch.iter_mut().zip(g).zip(p) {
-            let term = pv.conj() * gv;
-            *gp = if first { term } else { *gp + term };
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,13 +82,9 @@ mod tests {
         let w = random_vec(m * nn, 3);
         let dp = random_vec(m * nn, 4);
         let dobj = random_vec(nn, 5);
-        // Both outputs overwrite what their buffers held; without the probe's, the patch's
-        // gradient has the same bits.
+        // Both outputs overwrite what their buffers held.
         let (mut g_patch, mut g_probe) = (random_vec(nn, 6), random_vec(m * nn, 7));
-        patch_gradient(&probe, &patch, &w, &mut g_patch, Some(&mut g_probe));
-        let mut g_patch_alone = random_vec(nn, 8);
-        patch_gradient(&probe, &patch, &w, &mut g_patch_alone, None);
-        assert_eq!(g_patch_alone, g_patch);
+        patch_gradient(&probe, &patch, &w, &mut g_patch, &mut g_probe);
         let mut dpsi = vec![Complex32::default(); m * nn];
         for k in 0..m {
             for i in 0..nn {
